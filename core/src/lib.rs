@@ -1,0 +1,8 @@
+//! Model and helpers shared by the Signet server and agent: selectors, TTLs, SPIFFE IDs with a
+//! fixed meaning, and file writes that never leave a half-written or world-readable secret.
+#![forbid(unsafe_code)]
+
+pub mod duration;
+pub mod fs;
+pub mod ids;
+pub mod selector;

@@ -1,0 +1,23 @@
+//! Compiles the .proto files with protox, so no system protoc is needed.
+
+use std::error::Error as StdError;
+
+const PROTOS: &[&str] = &[
+    "proto/workload.proto",
+    "proto/spire/api/types/types.proto",
+    "proto/spire/api/server/agent/v1/agent.proto",
+    "proto/spire/api/server/entry/v1/entry.proto",
+    "proto/spire/api/server/bundle/v1/bundle.proto",
+    "proto/spire/api/server/svid/v1/svid.proto",
+    "proto/signet/server/sync/v1/sync.proto",
+];
+
+fn main() -> Result<(), Box<dyn StdError>> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(PROTOS, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
