@@ -89,21 +89,33 @@ mod tests {
     fn parse_ttl_rejects_bad_values() {
         assert!(matches!(parse_ttl(""), Err(DurationError::Invalid(_))));
         assert!(matches!(parse_ttl("-5"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_ttl("1 fortnight"), Err(DurationError::Invalid(_))));
+        assert!(matches!(
+            parse_ttl("1 fortnight"),
+            Err(DurationError::Invalid(_))
+        ));
         assert!(matches!(parse_ttl("0"), Err(DurationError::Zero(_))));
         assert!(matches!(parse_ttl("0s"), Err(DurationError::Zero(_))));
-        assert!(matches!(parse_ttl("99999999999"), Err(DurationError::TooLong { .. })));
+        assert!(matches!(
+            parse_ttl("99999999999"),
+            Err(DurationError::TooLong { .. })
+        ));
         assert!(matches!(
             parse_ttl("99999999999999999999999"),
             Err(DurationError::TooLong { .. })
         ));
-        assert!(matches!(parse_ttl("100y"), Err(DurationError::TooLong { .. })));
+        assert!(matches!(
+            parse_ttl("100y"),
+            Err(DurationError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn ttl_seconds_rounds_up_and_bounds() {
         assert_eq!(ttl_seconds(Duration::from_millis(1500)), Ok(2));
-        assert_eq!(ttl_seconds(Duration::from_secs(i32::MAX as u64)), Ok(i32::MAX));
+        assert_eq!(
+            ttl_seconds(Duration::from_secs(i32::MAX as u64)),
+            Ok(i32::MAX)
+        );
         assert!(ttl_seconds(Duration::from_secs(i32::MAX as u64 + 1)).is_err());
     }
 

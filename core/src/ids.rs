@@ -1,5 +1,6 @@
 //! SPIFFE IDs with a fixed meaning in SPIRE deployments, and conversion to the API's split form.
 
+use sha2::{Digest, Sha256};
 use signet_proto::spire::api::types::Spiffeid;
 use spiffe::{SpiffeId, SpiffeIdError, TrustDomain};
 
@@ -67,7 +68,29 @@ pub fn parse_trust_domain(name: &str) -> Result<TrustDomain, IdError> {
 ///
 /// [`IdError::Invalid`] when the token has characters a SPIFFE ID path may not contain.
 pub fn join_token_agent_id(trust_domain: &TrustDomain, token: &str) -> Result<SpiffeId, IdError> {
-    build(trust_domain.as_str(), &format!("/spire/agent/join_token/{token}"))
+    build(
+        trust_domain.as_str(),
+        &format!("{JOIN_TOKEN_PATH_PREFIX}{token}"),
+    )
+}
+
+/// Returns an agent SPIFFE ID fit for logs and messages.
+///
+/// A join-token agent's ID ends with the token, which stays a secret the operator handled even
+/// after use. It is replaced by `sha256:` and the first 12 hex digits of the token's SHA-256
+/// digest, which still tells agents apart. Other IDs are returned unchanged.
+pub fn redacted_agent_id(agent_id: &SpiffeId) -> String {
+    match agent_id.path().strip_prefix(JOIN_TOKEN_PATH_PREFIX) {
+        Some(token) => {
+            let digest = Sha256::digest(token.as_bytes());
+            let fingerprint = hex::encode(digest.get(..6).unwrap_or_default());
+            format!(
+                "spiffe://{}{JOIN_TOKEN_PATH_PREFIX}sha256:{fingerprint}",
+                agent_id.trust_domain()
+            )
+        }
+        None => agent_id.to_string(),
+    }
 }
 
 /// Returns the server's own ID, `spiffe://<td>/spire/server`, the parent of node alias entries.
@@ -105,6 +128,8 @@ fn unreachable_id() -> SpiffeId {
     panic!("a trust domain with the path /spire/server must form a valid SPIFFE ID")
 }
 
+const JOIN_TOKEN_PATH_PREFIX: &str = "/spire/agent/join_token/";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +145,21 @@ mod tests {
             id.to_string(),
             "spiffe://example.org/spire/agent/join_token/c0ffee"
         );
+    }
+
+    #[test]
+    fn redacted_agent_id_hides_join_token() {
+        let id = join_token_agent_id(&example_org(), "c0ffee").unwrap();
+        let redacted = redacted_agent_id(&id);
+        assert!(!redacted.contains("c0ffee"), "{redacted}");
+        // The first six bytes of SHA-256("c0ffee").
+        let expected = hex::encode(&Sha256::digest(b"c0ffee")[..6]);
+        assert_eq!(
+            redacted,
+            format!("spiffe://example.org/spire/agent/join_token/sha256:{expected}")
+        );
+        let server = server_id(&example_org());
+        assert_eq!(redacted_agent_id(&server), server.to_string());
     }
 
     #[test]

@@ -6,3 +6,4 @@ pub mod duration;
 pub mod fs;
 pub mod ids;
 pub mod selector;
+pub mod tls;

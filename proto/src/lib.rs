@@ -5,6 +5,7 @@
     unreachable_pub,
     unused_qualifications,
     clippy::all,
+    clippy::allow_attributes_without_reason,
     reason = "generated code"
 )]
 

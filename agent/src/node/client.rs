@@ -1,0 +1,188 @@
+//! Calls from the agent to the server's agent API, one method per RPC.
+
+use rustls::pki_types::CertificateDer;
+use signet_proto::signet::server::sync::v1::sync_client::SyncClient;
+use signet_proto::signet::server::sync::v1::{ChangeNotice, WatchChangesRequest};
+use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
+use signet_proto::spire::api::server::agent::v1::{
+    AgentX509svidParams, AttestAgentRequest, RenewAgentRequest, attest_agent_request,
+    attest_agent_response,
+};
+use signet_proto::spire::api::server::bundle::v1::GetBundleRequest;
+use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
+use signet_proto::spire::api::server::entry::v1::GetAuthorizedEntriesRequest;
+use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
+use signet_proto::spire::api::server::svid::v1::svid_client::SvidClient;
+use signet_proto::spire::api::server::svid::v1::{
+    BatchNewX509svidRequest, NewX509svidParams, batch_new_x509svid_response,
+};
+use signet_proto::spire::api::types::{AttestationData, Entry, X509svid};
+use spiffe::TrustDomain;
+use tonic::codec::Streaming;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::NodeError;
+
+/// Largest response the agent accepts; entry lists of large deployments exceed tonic's 4 MiB.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+const JOIN_TOKEN_ATTESTATION: &str = "join_token";
+
+/// Client of the server's agent API over one channel. Clones share the connection.
+#[derive(Clone, Debug)]
+pub struct ServerClient {
+    channel: Channel,
+}
+
+/// Outcome of one `BatchNewX509SVID` item.
+pub type SignResult = batch_new_x509svid_response::Result;
+
+impl ServerClient {
+    pub(crate) fn new(channel: Channel) -> Self {
+        Self { channel }
+    }
+
+    /// Attests with a join token and returns the agent X509-SVID the server signed for `csr`.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::JoinTokenRejected`] when the server does not accept the token,
+    /// [`NodeError::Rpc`] for other failures, [`NodeError::UnexpectedChallenge`] when the server
+    /// requests a challenge response.
+    pub(crate) async fn attest_with_join_token(
+        &self,
+        token: &str,
+        csr: Vec<u8>,
+    ) -> Result<X509svid, NodeError> {
+        let params = attest_agent_request::Params {
+            data: Some(AttestationData {
+                r#type: JOIN_TOKEN_ATTESTATION.to_owned(),
+                payload: token.as_bytes().to_vec(),
+            }),
+            params: Some(AgentX509svidParams { csr }),
+        };
+        let request = AttestAgentRequest {
+            step: Some(attest_agent_request::Step::Params(params)),
+        };
+
+        let mut client = AgentClient::new(self.channel.clone());
+        let mut responses = client
+            .attest_agent(tokio_stream::iter([request]))
+            .await
+            .map_err(attest_error)?
+            .into_inner();
+        let response = responses.message().await.map_err(attest_error)?;
+
+        match response.and_then(|response| response.step) {
+            Some(attest_agent_response::Step::Result(result)) => {
+                result.svid.ok_or(NodeError::MissingSvid("AttestAgent"))
+            }
+            Some(attest_agent_response::Step::Challenge(_)) => Err(NodeError::UnexpectedChallenge),
+            None => Err(NodeError::MissingSvid("AttestAgent")),
+        }
+    }
+
+    /// Renews the agent X509-SVID of the caller, signing `csr`.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Rpc`] when the call fails, [`NodeError::MissingSvid`] on an empty response.
+    pub(crate) async fn renew_agent(&self, csr: Vec<u8>) -> Result<X509svid, NodeError> {
+        let request = RenewAgentRequest {
+            params: Some(AgentX509svidParams { csr }),
+        };
+        let response = AgentClient::new(self.channel.clone())
+            .renew_agent(request)
+            .await
+            .map_err(|status| NodeError::rpc("RenewAgent", &status))?
+            .into_inner();
+        response.svid.ok_or(NodeError::MissingSvid("RenewAgent"))
+    }
+
+    /// Fetches the X.509 authorities of `trust_domain` from the server.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Rpc`] when the call fails, [`NodeError::InvalidBundle`] when the bundle is
+    /// for another trust domain or has no authority.
+    pub async fn bundle(
+        &self,
+        trust_domain: &TrustDomain,
+    ) -> Result<Vec<CertificateDer<'static>>, NodeError> {
+        let bundle = BundleClient::new(self.channel.clone())
+            .get_bundle(GetBundleRequest::default())
+            .await
+            .map_err(|status| NodeError::rpc("GetBundle", &status))?
+            .into_inner();
+        if bundle.trust_domain != trust_domain.as_str() {
+            return Err(NodeError::InvalidBundle(format!(
+                "server sent the bundle of trust domain {:?}, expected {trust_domain}",
+                bundle.trust_domain
+            )));
+        }
+        let authorities: Vec<_> = bundle
+            .x509_authorities
+            .into_iter()
+            .map(|authority| CertificateDer::from(authority.asn1))
+            .collect();
+        if authorities.is_empty() {
+            return Err(NodeError::InvalidBundle(
+                "server sent a bundle without X.509 authorities".to_owned(),
+            ));
+        }
+        Ok(authorities)
+    }
+
+    /// Fetches the registration entries this agent is authorized for.
+    ///
+    /// # Errors
+    ///
+    /// The status of a failed call.
+    pub async fn authorized_entries(&self) -> Result<Vec<Entry>, Status> {
+        let response = EntryClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .get_authorized_entries(GetAuthorizedEntriesRequest::default())
+            .await?;
+        Ok(response.into_inner().entries)
+    }
+
+    /// Asks the server to sign one X509-SVID per item, returning one result per item in order.
+    ///
+    /// # Errors
+    ///
+    /// The status of a failed call.
+    pub async fn new_x509_svids(
+        &self,
+        params: Vec<NewX509svidParams>,
+    ) -> Result<Vec<SignResult>, Status> {
+        let response = SvidClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .batch_new_x509svid(BatchNewX509svidRequest { params })
+            .await?;
+        Ok(response.into_inner().results)
+    }
+
+    /// Opens the stream of change notices.
+    ///
+    /// # Errors
+    ///
+    /// The status of a failed call.
+    pub async fn watch_changes(&self) -> Result<Streaming<ChangeNotice>, Status> {
+        let response = SyncClient::new(self.channel.clone())
+            .watch_changes(WatchChangesRequest {})
+            .await?;
+        Ok(response.into_inner())
+    }
+}
+
+fn attest_error(status: Status) -> NodeError {
+    match status.code() {
+        Code::InvalidArgument | Code::NotFound | Code::PermissionDenied | Code::Unauthenticated => {
+            NodeError::JoinTokenRejected {
+                message: status.message().to_owned(),
+            }
+        }
+        _ => NodeError::rpc("AttestAgent", &status),
+    }
+}

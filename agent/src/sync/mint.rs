@@ -1,0 +1,178 @@
+//! The workload X509-SVIDs the agent holds, and their signing by the server in batches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use signet_proto::spire::api::server::svid::v1::NewX509svidParams;
+use spiffe::SpiffeId;
+use tonic::Status;
+
+use super::entries::ServedEntry;
+use crate::cache::X509SvidMaterial;
+use crate::node::{ServerClient, SignResult};
+use crate::svid::{self, PendingSvid};
+
+/// Entries per `BatchNewX509SVID` call, which bounds request and response sizes.
+const BATCH_SIZE: usize = 500;
+
+/// The current X509-SVID of each served entry, keyed by entry ID.
+#[derive(Debug, Default)]
+pub(crate) struct SvidStore {
+    svids: HashMap<String, Minted>,
+}
+
+#[derive(Debug)]
+struct Minted {
+    spiffe_id: SpiffeId,
+    revision_number: i64,
+    svid: Arc<X509SvidMaterial>,
+}
+
+impl SvidStore {
+    /// Returns the SVID of an entry, if it has a valid one.
+    pub(crate) fn get(&self, entry_id: &str) -> Option<Arc<X509SvidMaterial>> {
+        self.svids
+            .get(entry_id)
+            .map(|minted| Arc::clone(&minted.svid))
+    }
+
+    /// Returns the earliest time an SVID needs renewal, or None without SVIDs.
+    pub(crate) fn next_refresh(&self) -> Option<SystemTime> {
+        self.svids
+            .values()
+            .map(|minted| svid::refresh_at(&minted.svid))
+            .min()
+    }
+
+    /// Drops the SVIDs of entries that are no longer served, changed or expired at `now`.
+    pub(crate) fn retain_current(&mut self, entries: &[ServedEntry], now: SystemTime) {
+        let current: HashMap<&str, &ServedEntry> = entries
+            .iter()
+            .map(|entry| (entry.entry_id.as_str(), entry))
+            .collect();
+        self.svids.retain(|entry_id, minted| {
+            let still_served = current.get(entry_id.as_str()).is_some_and(|entry| {
+                entry.spiffe_id == minted.spiffe_id
+                    && entry.revision_number == minted.revision_number
+            });
+            still_served && now < minted.svid.expires_at
+        });
+    }
+
+    /// Returns the entries without an SVID or whose SVID is past half its lifetime.
+    pub(crate) fn due<'a>(
+        &self,
+        entries: &'a [ServedEntry],
+        now: SystemTime,
+    ) -> Vec<&'a ServedEntry> {
+        entries
+            .iter()
+            .filter(|entry| {
+                self.svids
+                    .get(&entry.entry_id)
+                    .is_none_or(|minted| svid::is_due(&minted.svid, now))
+            })
+            .collect()
+    }
+
+    /// Generates a key per entry and has the server sign them, in batches.
+    ///
+    /// Returns how many entries got no SVID: each is logged at warn and retried on the next sync.
+    ///
+    /// # Errors
+    ///
+    /// The status of a failed call. SVIDs signed by earlier batches are kept.
+    pub(crate) async fn mint(
+        &mut self,
+        client: &ServerClient,
+        due: &[&ServedEntry],
+    ) -> Result<usize, Status> {
+        let mut failed = 0;
+        for batch in due.chunks(BATCH_SIZE) {
+            failed += self.mint_batch(client, batch).await?;
+        }
+        Ok(failed)
+    }
+
+    async fn mint_batch(
+        &mut self,
+        client: &ServerClient,
+        batch: &[&ServedEntry],
+    ) -> Result<usize, Status> {
+        let mut failed = 0;
+        let mut pending = Vec::with_capacity(batch.len());
+        for entry in batch {
+            match PendingSvid::generate(&entry.spiffe_id) {
+                Ok(svid) => pending.push((*entry, svid)),
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(entry_id = %entry.entry_id, error = %error, "Failed to prepare an X509-SVID request");
+                }
+            }
+        }
+        let params = pending
+            .iter()
+            .map(|(entry, svid)| NewX509svidParams {
+                entry_id: entry.entry_id.clone(),
+                csr: svid.csr_der().to_vec(),
+            })
+            .collect();
+
+        let results = client.new_x509_svids(params).await?;
+        if results.len() != pending.len() {
+            tracing::warn!(
+                requested = pending.len(),
+                returned = results.len(),
+                "Server returned another number of X509-SVIDs than requested"
+            );
+        }
+        failed += pending.len().saturating_sub(results.len());
+        for ((entry, pending_svid), result) in pending.into_iter().zip(results) {
+            if !self.accept(entry, pending_svid, result) {
+                failed += 1;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Stores the SVID in `result` for `entry`, returning false (after logging why) when the
+    /// server refused or returned an unusable SVID.
+    fn accept(&mut self, entry: &ServedEntry, pending: PendingSvid, result: SignResult) -> bool {
+        let status = result.status.unwrap_or_default();
+        let signed = match (status.code, result.svid) {
+            (0, Some(signed)) => signed,
+            (code, _) => {
+                tracing::warn!(
+                    entry_id = %entry.entry_id,
+                    spiffe_id = %entry.spiffe_id,
+                    grpc.code = code,
+                    message = %status.message,
+                    "Server did not sign an X509-SVID"
+                );
+                return false;
+            }
+        };
+        match pending.complete(signed.cert_chain) {
+            Ok(svid) => {
+                tracing::debug!(
+                    entry_id = %entry.entry_id,
+                    spiffe_id = %entry.spiffe_id,
+                    expiry = %humantime::format_rfc3339_seconds(svid.expires_at),
+                    "Received X509-SVID"
+                );
+                let minted = Minted {
+                    spiffe_id: entry.spiffe_id.clone(),
+                    revision_number: entry.revision_number,
+                    svid: Arc::new(svid),
+                };
+                self.svids.insert(entry.entry_id.clone(), minted);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(entry_id = %entry.entry_id, error = %error, "Rejected X509-SVID from the server");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Entry sync: keeps the cache equal to what the server authorizes this agent to serve.
+//!
+//! A sync fetches the authorized entries and the bundle, has the server sign an X509-SVID for
+//! every entry without a fresh one, and publishes a new snapshot when anything changed. It runs
+//! at start, on every change notice from the server, when the first SVID reaches half its
+//! lifetime, and at least every 30 seconds in case a notice was lost.
+
+mod entries;
+mod mint;
+mod watch;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+
+use self::entries::{ServedEntry, served_entries};
+use self::mint::SvidStore;
+use crate::cache::{Cache, Identity, Snapshot};
+use crate::node::{Backoff, Node, NodeError};
+
+/// Maximum time between two syncs.
+const SAFETY_POLL: Duration = Duration::from_secs(30);
+/// Minimum time between two syncs that both succeeded.
+const MIN_WAIT: Duration = Duration::from_secs(1);
+/// Failed syncs logged at warn before further failures go to debug.
+const WARN_ATTEMPTS: u32 = 3;
+
+/// Runs entry sync for ever, publishing to `cache`.
+///
+/// # Cancel safety
+///
+/// Cancel safe: the cache always contains the last complete snapshot.
+pub async fn run(node: Arc<Node>, cache: Cache) {
+    let changed = Arc::new(Notify::new());
+    let watcher = watch::watch_changes(Arc::clone(&node), Arc::clone(&changed));
+    let syncer = Syncer {
+        node,
+        cache,
+        svids: SvidStore::default(),
+    };
+    // Both futures loop for ever, so this returns only when the caller drops it.
+    tokio::join!(watcher, sync_loop(syncer, &changed));
+}
+
+/// Syncs at start, then whenever `changed` fires or the next refresh or safety poll is due.
+async fn sync_loop(mut syncer: Syncer, changed: &Notify) {
+    let mut backoff = Backoff::new();
+    let mut failures = 0u32;
+    loop {
+        let wait = match syncer.sync_once().await {
+            Ok(outcome) => {
+                if failures > 0 {
+                    tracing::info!(attempts = failures + 1, "Entry sync recovered");
+                }
+                failures = 0;
+                if outcome.unsigned == 0 {
+                    backoff.reset();
+                    // An SVID due again at once (clock skew, tiny TTL) must not spin the loop.
+                    outcome.next_refresh.max(MIN_WAIT)
+                } else {
+                    outcome.next_refresh.min(backoff.next_delay())
+                }
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                if failures <= WARN_ATTEMPTS {
+                    tracing::warn!(error = %error, attempt = failures, "Entry sync failed, retrying");
+                } else {
+                    tracing::debug!(error = %error, attempt = failures, "Entry sync failed, retrying");
+                }
+                backoff.next_delay()
+            }
+        };
+        let wait = match withdraw_expired(&syncer.cache, SystemTime::now()) {
+            Some(next_expiry) => wait.min(next_expiry),
+            None => wait,
+        };
+        tokio::select! {
+            () = changed.notified() => {}
+            () = tokio::time::sleep(wait.min(SAFETY_POLL)) => {}
+        }
+    }
+}
+
+struct Syncer {
+    node: Arc<Node>,
+    cache: Cache,
+    svids: SvidStore,
+}
+
+struct SyncOutcome {
+    /// Time until the next SVID reaches half its lifetime.
+    next_refresh: Duration,
+    /// Entries still without an SVID after this sync.
+    unsigned: usize,
+}
+
+impl Syncer {
+    async fn sync_once(&mut self) -> Result<SyncOutcome, NodeError> {
+        // Fetch.
+        let client = self.node.client();
+        let entries = client
+            .authorized_entries()
+            .await
+            .map_err(|status| NodeError::rpc("GetAuthorizedEntries", &status))?;
+        let bundle = client.bundle(self.node.trust_domain()).await?;
+        self.node.update_bundle(bundle.clone())?;
+
+        // Sign what is missing or due.
+        let now = SystemTime::now();
+        let entries = served_entries(entries, self.node.trust_domain(), now);
+        self.svids.retain_current(&entries, now);
+        let due = self.svids.due(&entries, now);
+        let unsigned = if due.is_empty() {
+            0
+        } else {
+            self.svids
+                .mint(&self.node.client(), &due)
+                .await
+                .map_err(|status| NodeError::rpc("BatchNewX509SVID", &status))?
+        };
+
+        // Publish.
+        let snapshot = Snapshot {
+            trust_domain: self.node.trust_domain().clone(),
+            bundle,
+            identities: self.identities(entries),
+            revision: 0,
+        };
+        if differs(&self.cache.current(), &snapshot) {
+            tracing::debug!(
+                identities = snapshot.identities.len(),
+                unsigned,
+                "Publishing new cache snapshot"
+            );
+            self.cache.publish(snapshot);
+        }
+
+        let next_refresh = self.svids.next_refresh().map_or(SAFETY_POLL, |at| {
+            at.duration_since(SystemTime::now()).unwrap_or_default()
+        });
+        Ok(SyncOutcome {
+            next_refresh,
+            unsigned,
+        })
+    }
+
+    fn identities(&self, entries: Vec<ServedEntry>) -> Vec<Identity> {
+        entries
+            .into_iter()
+            .map(|entry| Identity {
+                svid: self.svids.get(&entry.entry_id),
+                entry_id: entry.entry_id,
+                spiffe_id: entry.spiffe_id,
+                selectors: entry.selectors,
+                hint: entry.hint,
+            })
+            .collect()
+    }
+}
+
+/// Removes expired SVIDs from the cache, so the Workload API never serves one while syncs
+/// fail. Returns the time until the next SVID in the cache expires.
+fn withdraw_expired(cache: &Cache, now: SystemTime) -> Option<Duration> {
+    let is_expired = |identity: &Identity| {
+        identity
+            .svid
+            .as_ref()
+            .is_some_and(|svid| svid.expires_at <= now)
+    };
+    let current = cache.current();
+    if current.identities.iter().any(is_expired) {
+        let mut snapshot = Snapshot::clone(&current);
+        for identity in snapshot
+            .identities
+            .iter_mut()
+            .filter(|identity| is_expired(identity))
+        {
+            tracing::warn!(
+                entry_id = %identity.entry_id,
+                spiffe_id = %identity.spiffe_id,
+                "X509-SVID expired before the server could renew it"
+            );
+            identity.svid = None;
+        }
+        cache.publish(snapshot);
+    }
+
+    cache
+        .current()
+        .identities
+        .iter()
+        .filter_map(|identity| identity.svid.as_ref())
+        .map(|svid| svid.expires_at.duration_since(now).unwrap_or_default())
+        .min()
+}
+
+/// Returns true when `new` would show a workload anything `old` does not.
+fn differs(old: &Snapshot, new: &Snapshot) -> bool {
+    old.bundle != new.bundle
+        || old.identities.len() != new.identities.len()
+        || old
+            .identities
+            .iter()
+            .zip(&new.identities)
+            .any(|(old, new)| !same_identity(old, new))
+}
+
+fn same_identity(old: &Identity, new: &Identity) -> bool {
+    let same_svid = match (&old.svid, &new.svid) {
+        (Some(old), Some(new)) => Arc::ptr_eq(old, new),
+        (None, None) => true,
+        _ => false,
+    };
+    same_svid
+        && old.entry_id == new.entry_id
+        && old.spiffe_id == new.spiffe_id
+        && old.selectors == new.selectors
+        && old.hint == new.hint
+}
+
+#[cfg(test)]
+mod tests;

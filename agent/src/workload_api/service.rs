@@ -1,0 +1,183 @@
+//! The `SpiffeWorkloadAPI` gRPC service: security header, caller attestation and the RPCs.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApi;
+use signet_proto::workload::{
+    JwtBundlesRequest, JwtBundlesResponse, JwtsvidRequest, JwtsvidResponse, ValidateJwtsvidRequest,
+    ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse, X509svidRequest,
+    X509svidResponse,
+};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+use tracing::{debug, error, warn};
+
+use super::connection::ConnectionInfo;
+use super::delivery;
+use super::stream::{self, Caller, ResponseStream, Updates};
+use crate::cache::Cache;
+use crate::workload_attestor::{AttestationError, UnixAttestor};
+
+/// Serves the Workload API from the agent's cache.
+#[derive(Clone, Debug)]
+pub(super) struct WorkloadApiService {
+    cache: Cache,
+    attestor: Arc<UnixAttestor>,
+    stopping: watch::Receiver<bool>,
+}
+
+/// Rejects a request unless it carries the metadata `workload.spiffe.io: true` exactly once.
+///
+/// The header shows that a Workload API client made the request. A program tricked into sending
+/// a plain HTTP request to the socket (server-side request forgery) cannot add it.
+pub(super) fn check_security_header(request: Request<()>) -> Result<Request<()>, Status> {
+    let mut values = request.metadata().get_all(SECURITY_HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) if value.as_bytes() == b"true" => Ok(request),
+        _ => Err(Status::invalid_argument(
+            "security header missing from request",
+        )),
+    }
+}
+
+// === impl WorkloadApiService ===
+
+impl WorkloadApiService {
+    pub(super) fn new(cache: Cache, stopping: watch::Receiver<bool>) -> Self {
+        Self {
+            cache,
+            attestor: Arc::new(UnixAttestor::new()),
+            stopping,
+        }
+    }
+
+    /// Attests the process that opened the request's connection.
+    async fn attest<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let peer = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .and_then(|info| info.peer.clone());
+        let Some(peer) = peer else {
+            warn!("Workload API connection has no peer credentials");
+            return Err(AttestationError::MissingPeerCredentials.into());
+        };
+        let pid = peer.pid;
+        let attestor = Arc::clone(&self.attestor);
+
+        let attested = tokio::task::spawn_blocking(move || {
+            let selectors = attestor.attest(&peer)?;
+            Ok::<_, AttestationError>(Caller {
+                pid: peer.pid,
+                uid: peer.uid,
+                selectors,
+            })
+        })
+        .await;
+
+        match attested {
+            Ok(Ok(caller)) => {
+                debug!(
+                    pid,
+                    uid = caller.uid,
+                    selectors = caller.selectors.len(),
+                    "Workload attested"
+                );
+                Ok(caller)
+            }
+            Ok(Err(attestation_error)) => {
+                warn!(pid, error = %error_chain(&attestation_error), "Workload attestation failed");
+                Err(attestation_error.into())
+            }
+            Err(join_error) => {
+                error!(pid, error = %join_error, "Workload attestation task failed");
+                Err(Status::unavailable(ATTESTATION_FAILED))
+            }
+        }
+    }
+
+    fn updates(&self) -> Updates {
+        Updates {
+            snapshots: self.cache.subscribe(),
+            stopping: self.stopping.clone(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SpiffeWorkloadApi for WorkloadApiService {
+    type FetchX509SVIDStream = ResponseStream<X509svidResponse>;
+    type FetchX509BundlesStream = ResponseStream<X509BundlesResponse>;
+    type FetchJWTBundlesStream = ResponseStream<JwtBundlesResponse>;
+
+    async fn fetch_x509svid(
+        &self,
+        request: Request<X509svidRequest>,
+    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        let caller = self.attest(&request).await?;
+        let not_ready = "X509-SVIDs for the caller are not signed yet";
+        let stream = stream::open(self.updates(), caller, not_ready, delivery::x509_svids).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn fetch_x509_bundles(
+        &self,
+        request: Request<X509BundlesRequest>,
+    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        let caller = self.attest(&request).await?;
+        let not_ready = "the agent has not received the trust bundle yet";
+        let stream =
+            stream::open(self.updates(), caller, not_ready, delivery::x509_bundles).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn fetch_jwtsvid(
+        &self,
+        _request: Request<JwtsvidRequest>,
+    ) -> Result<Response<JwtsvidResponse>, Status> {
+        Err(Status::unimplemented(
+            "fetching JWT-SVIDs is not implemented",
+        ))
+    }
+
+    async fn fetch_jwt_bundles(
+        &self,
+        _request: Request<JwtBundlesRequest>,
+    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        Err(Status::unimplemented(
+            "fetching JWT bundles is not implemented",
+        ))
+    }
+
+    async fn validate_jwtsvid(
+        &self,
+        _request: Request<ValidateJwtsvidRequest>,
+    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
+        Err(Status::unimplemented(
+            "validating JWT-SVIDs is not implemented",
+        ))
+    }
+}
+
+impl From<AttestationError> for Status {
+    /// Maps every attestation failure to `Unavailable`, which clients retry. The details stay in
+    /// the agent's log, because they name `/proc` paths.
+    fn from(_: AttestationError) -> Self {
+        Self::unavailable(ATTESTATION_FAILED)
+    }
+}
+
+/// Formats an error with its sources, for logs.
+fn error_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+const SECURITY_HEADER: &str = "workload.spiffe.io";
+const ATTESTATION_FAILED: &str = "workload attestation failed";

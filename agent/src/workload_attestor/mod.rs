@@ -1,0 +1,306 @@
+//! The `unix` workload attestor: turns the process at the other end of a Workload API connection
+//! into selectors (`unix:uid:…`, `unix:path:…`, `unix:sha256:…` and so on).
+//!
+//! The caller's PID comes from the socket's peer credentials and its details from `/proc`. A PID
+//! can be reused once its process has exited, so the attestor checks after reading `/proc` that
+//! the PID still belongs to the process that connected, and fails closed otherwise. On Linux 6.5
+//! and later, the connection carries a pidfd (`SO_PEERPIDFD`) that pins the process. On older
+//! kernels, the attestor compares the process start time before and after reading.
+
+mod digest;
+mod procfs;
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::sys::socket::{getsockopt, sockopt};
+use nix::unistd::{Gid, Group, Uid, User};
+use signet_core::selector::{Selector, SelectorError};
+use tokio::net::UnixStream;
+use tracing::debug;
+
+use self::digest::DigestCache;
+use self::procfs::ProcessStatus;
+
+/// The process at the other end of a Workload API connection, as the kernel reported it when the
+/// connection was accepted.
+#[derive(Clone, Debug)]
+pub struct PeerProcess {
+    /// Process ID of the connecting process, in the agent's PID namespace.
+    pub pid: i32,
+    /// Effective user ID at connect time.
+    pub uid: u32,
+    /// Effective group ID at connect time.
+    pub gid: u32,
+    /// pidfd of the connecting process, when the kernel supports `SO_PEERPIDFD`.
+    pub pidfd: Option<Arc<OwnedFd>>,
+}
+
+/// Attests workloads by their Unix process attributes.
+#[derive(Debug, Default)]
+pub struct UnixAttestor {
+    digests: DigestCache,
+}
+
+/// Error from attesting a workload. Every variant fails the call closed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestationError {
+    /// The connection carried no peer credentials or no peer PID.
+    #[error("peer credentials of the connection are unavailable")]
+    MissingPeerCredentials,
+    /// Reading the peer's credentials from the socket failed.
+    #[error("reading peer credentials from the socket failed")]
+    PeerCredentials(#[source] io::Error),
+    /// The process exited before attestation finished.
+    #[error("the workload process exited during attestation")]
+    ProcessExited,
+    /// The PID now belongs to a process started after the connecting one.
+    #[error("the workload PID was reused by another process during attestation")]
+    ProcessReplaced,
+    /// The process's effective IDs differ from those it connected with.
+    #[error(
+        "the workload process changed identity after connecting \
+         (uid {connected_uid}:{connected_gid} at connect time, {current_uid}:{current_gid} now)"
+    )]
+    CredentialsChanged {
+        /// Effective user ID at connect time.
+        connected_uid: u32,
+        /// Effective group ID at connect time.
+        connected_gid: u32,
+        /// Effective user ID read from `/proc`.
+        current_uid: u32,
+        /// Effective group ID read from `/proc`.
+        current_gid: u32,
+    },
+    /// A `/proc` file could not be read.
+    #[error("reading {path} failed")]
+    ReadProcFile {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A `/proc` file did not have the expected layout.
+    #[error("unexpected contents in {path}")]
+    MalformedProcFile {
+        /// The file with unexpected contents.
+        path: PathBuf,
+    },
+    /// An attested value did not form a valid selector.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+}
+
+/// Tells whether the PID still refers to the connecting process.
+enum Liveness<'a> {
+    /// The kernel's pidfd for the connecting process.
+    Pidfd(&'a OwnedFd),
+    /// Start time of the process that held the PID when attestation began.
+    StartTime(u64),
+}
+
+// === impl PeerProcess ===
+
+impl PeerProcess {
+    /// Reads the peer credentials and, where the kernel offers it, a pidfd of the process that
+    /// opened the other end of `stream`.
+    ///
+    /// # Errors
+    ///
+    /// [`AttestationError::PeerCredentials`] when the kernel does not return the credentials,
+    /// [`AttestationError::MissingPeerCredentials`] when they hold no PID.
+    pub fn from_stream(stream: &UnixStream) -> Result<Self, AttestationError> {
+        let credentials = stream
+            .peer_cred()
+            .map_err(AttestationError::PeerCredentials)?;
+        let pid = credentials
+            .pid()
+            .filter(|pid| *pid > 0)
+            .ok_or(AttestationError::MissingPeerCredentials)?;
+        Ok(Self {
+            pid,
+            uid: credentials.uid(),
+            gid: credentials.gid(),
+            pidfd: peer_pidfd(stream)?.map(Arc::new),
+        })
+    }
+}
+
+// === impl UnixAttestor ===
+
+impl UnixAttestor {
+    /// Creates an attestor with an empty digest cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns the `unix` selectors of `peer`, reading `/proc` and hashing its executable.
+    ///
+    /// This blocks on file I/O, so async callers run it on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// [`AttestationError::ProcessExited`] or [`AttestationError::ProcessReplaced`] when the PID
+    /// stopped referring to the connecting process, [`AttestationError::CredentialsChanged`]
+    /// when its effective IDs differ from those it connected with, and read errors on `/proc`.
+    pub fn attest(&self, peer: &PeerProcess) -> Result<Vec<Selector>, AttestationError> {
+        let liveness = Liveness::begin(peer)?;
+
+        let status = procfs::read_status(peer.pid)?;
+        check_credentials(peer, &status)?;
+        let executable = self.executable_selectors(peer.pid)?;
+
+        // Only after this check is everything read above known to describe the connecting
+        // process.
+        liveness.confirm(peer.pid)?;
+
+        let mut selectors = identity_selectors(peer, &status)?;
+        selectors.extend(executable);
+        Ok(selectors)
+    }
+
+    /// Returns `path` and `sha256` selectors, or none when the agent may not inspect the
+    /// executable (another user's process while the agent runs unprivileged). Leaving selectors
+    /// out can only make fewer entries match.
+    fn executable_selectors(&self, pid: i32) -> Result<Vec<Selector>, AttestationError> {
+        let link = procfs::proc_path(pid, "exe");
+        let (path, file) = match fs::read_link(&link)
+            .and_then(|path| Ok((path, File::open(&link)?)))
+        {
+            Ok(opened) => opened,
+            Err(error) if is_access_denied(&error) => {
+                debug!(pid, %error, "Workload executable not readable, omitting path and sha256");
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(procfs::proc_error(&link, error)),
+        };
+
+        let digest = self
+            .digests
+            .sha256_hex(file)
+            .map_err(|source| procfs::proc_error(&link, source))?;
+        let mut selectors = vec![unix_selector("sha256", &digest)?];
+        // A path that is not UTF-8 gets no selector, because a lossy conversion could make two
+        // different paths look the same.
+        match path.to_str() {
+            Some(path) => selectors.push(unix_selector("path", path)?),
+            None => debug!(pid, path = ?path, "Workload executable path is not UTF-8, omitting it"),
+        }
+        Ok(selectors)
+    }
+}
+
+// === impl Liveness ===
+
+impl<'a> Liveness<'a> {
+    fn begin(peer: &'a PeerProcess) -> Result<Self, AttestationError> {
+        match &peer.pidfd {
+            Some(pidfd) => {
+                let liveness = Self::Pidfd(pidfd);
+                liveness.confirm(peer.pid)?;
+                Ok(liveness)
+            }
+            // NOTE: without a pidfd, a process that exits and whose PID is reused before the
+            // first /proc read is not detected by the start time. The credentials check then
+            // still rejects a new process that runs as another user.
+            None => Ok(Self::StartTime(procfs::read_start_time(peer.pid)?)),
+        }
+    }
+
+    fn confirm(&self, pid: i32) -> Result<(), AttestationError> {
+        match self {
+            Self::Pidfd(pidfd) => match procfs::read_pidfd_pid(pidfd)? {
+                Some(current) if current == pid => Ok(()),
+                Some(_) => Err(AttestationError::ProcessReplaced),
+                None => Err(AttestationError::ProcessExited),
+            },
+            Self::StartTime(started) => {
+                if procfs::read_start_time(pid)? == *started {
+                    Ok(())
+                } else {
+                    Err(AttestationError::ProcessReplaced)
+                }
+            }
+        }
+    }
+}
+
+/// Returns a pidfd for the peer, or `None` on kernels without `SO_PEERPIDFD`.
+fn peer_pidfd(stream: &UnixStream) -> Result<Option<OwnedFd>, AttestationError> {
+    match getsockopt(stream, sockopt::PeerPidfd) {
+        Ok(pidfd) => Ok(Some(pidfd)),
+        Err(Errno::ENOPROTOOPT) => Ok(None),
+        Err(errno) => Err(AttestationError::PeerCredentials(errno.into())),
+    }
+}
+
+/// Rejects a process whose effective IDs changed since it connected, because the selectors
+/// describe the connecting process. A mismatch may also mean that its PID now belongs to another
+/// process.
+fn check_credentials(peer: &PeerProcess, status: &ProcessStatus) -> Result<(), AttestationError> {
+    if status.uid == peer.uid && status.gid == peer.gid {
+        return Ok(());
+    }
+    Err(AttestationError::CredentialsChanged {
+        connected_uid: peer.uid,
+        connected_gid: peer.gid,
+        current_uid: status.uid,
+        current_gid: status.gid,
+    })
+}
+
+/// Returns the `uid`, `user`, `gid`, `group` and `supplementary_gid` selectors.
+fn identity_selectors(
+    peer: &PeerProcess,
+    status: &ProcessStatus,
+) -> Result<Vec<Selector>, AttestationError> {
+    let mut selectors = vec![unix_selector("uid", &peer.uid.to_string())?];
+    if let Some(user) = user_name(peer.uid) {
+        selectors.push(unix_selector("user", &user)?);
+    }
+    selectors.push(unix_selector("gid", &peer.gid.to_string())?);
+    if let Some(group) = group_name(peer.gid) {
+        selectors.push(unix_selector("group", &group)?);
+    }
+    for gid in &status.supplementary_gids {
+        selectors.push(unix_selector("supplementary_gid", &gid.to_string())?);
+    }
+    Ok(selectors)
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    match User::from_uid(Uid::from_raw(uid)) {
+        Ok(user) => user.map(|user| user.name),
+        Err(error) => {
+            debug!(uid, %error, "Looking up the workload's user name failed");
+            None
+        }
+    }
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    match Group::from_gid(Gid::from_raw(gid)) {
+        Ok(group) => group.map(|group| group.name),
+        Err(error) => {
+            debug!(gid, %error, "Looking up the workload's group name failed");
+            None
+        }
+    }
+}
+
+fn unix_selector(key: &str, value: &str) -> Result<Selector, SelectorError> {
+    Selector::new("unix", &format!("{key}:{value}"))
+}
+
+fn is_access_denied(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::PermissionDenied
+}
+
+#[cfg(test)]
+mod tests;

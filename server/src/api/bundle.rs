@@ -1,0 +1,48 @@
+//! The Bundle service: the X.509 trust bundle of the server's trust domain.
+
+use signet_proto::spire::api::server::bundle::v1::{
+    GetBundleRequest, bundle_server::Bundle as BundleApi,
+};
+use signet_proto::spire::api::types;
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, Services};
+
+#[tonic::async_trait]
+impl BundleApi for Services {
+    async fn get_bundle(
+        &self,
+        request: Request<GetBundleRequest>,
+    ) -> Result<Response<types::Bundle>, Status> {
+        let bundle = self
+            .state
+            .datastore
+            .bundle()
+            .await
+            .map_err(ApiError::from)?;
+        let mut response = types::Bundle {
+            trust_domain: self.state.trust_domain.to_string(),
+            x509_authorities: bundle
+                .authorities
+                .into_iter()
+                .map(|asn1| types::X509Certificate {
+                    asn1,
+                    tainted: false,
+                })
+                .collect(),
+            jwt_authorities: Vec::new(),
+            refresh_hint: 0,
+            sequence_number: bundle.sequence_number,
+        };
+
+        if let Some(mask) = request.into_inner().output_mask {
+            if !mask.x509_authorities {
+                response.x509_authorities.clear();
+            }
+            if !mask.sequence_number {
+                response.sequence_number = 0;
+            }
+        }
+        Ok(Response::new(response))
+    }
+}

@@ -1,0 +1,134 @@
+//! The gRPC services of the server: SPIRE's Agent, Entry, SVID and Bundle APIs and Signet's Sync
+//! API, shared by the agent endpoint (TLS) and the admin endpoint (Unix socket).
+
+mod agent;
+mod bundle;
+mod caller;
+mod changes;
+mod entry;
+mod error;
+mod filter;
+mod mask;
+mod paging;
+mod svid;
+mod sync;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use signet_proto::signet::server::sync::v1::sync_server::SyncServer;
+use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
+use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
+use signet_proto::spire::api::server::entry::v1::entry_server::EntryServer;
+use signet_proto::spire::api::server::svid::v1::svid_server::SvidServer;
+use spiffe::TrustDomain;
+use tonic::Request;
+use tonic::service::Routes;
+
+use crate::ca::CertificateAuthority;
+use crate::datastore::Datastore;
+use crate::model::AttestedAgent;
+
+pub use changes::ChangeFeed;
+pub use error::ApiError;
+
+use caller::AgentAuthenticator;
+
+/// Which listener a request arrived on; it decides which RPCs a caller may use.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Endpoint {
+    /// The Unix socket for operators: every RPC except the agent-only ones.
+    Admin,
+    /// The TLS port for agents: attestation, renewal, entry sync, SVID signing and the bundle.
+    Agent,
+}
+
+/// Shared state of every service: the datastore, the CA and the server's settings.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Trust domain of every SPIFFE ID the server issues.
+    pub trust_domain: TrustDomain,
+    /// Entries, agents, join tokens and the bundle.
+    pub datastore: Datastore,
+    /// Signs agent and workload X509-SVIDs.
+    pub ca: Arc<CertificateAuthority>,
+    /// Lifetime of workload X509-SVIDs whose entry sets no TTL.
+    pub default_x509_svid_ttl: Duration,
+    /// Lifetime of agent X509-SVIDs.
+    pub agent_svid_ttl: Duration,
+    /// Notifies agents of changes.
+    pub changes: ChangeFeed,
+    authenticator: AgentAuthenticator,
+}
+
+impl ServerState {
+    /// Bundles the server's parts; `changes` should start at the bundle's current sequence number.
+    pub fn new(
+        trust_domain: TrustDomain,
+        datastore: Datastore,
+        ca: Arc<CertificateAuthority>,
+        default_x509_svid_ttl: Duration,
+        agent_svid_ttl: Duration,
+        changes: ChangeFeed,
+    ) -> Self {
+        Self {
+            trust_domain,
+            datastore,
+            ca,
+            default_x509_svid_ttl,
+            agent_svid_ttl,
+            changes,
+            authenticator: AgentAuthenticator::default(),
+        }
+    }
+}
+
+/// Builds the gRPC routes served on `endpoint`.
+pub fn routes(state: Arc<ServerState>, endpoint: Endpoint) -> Routes {
+    let services = Services { state, endpoint };
+    Routes::new(AgentServer::new(services.clone()))
+        .add_service(EntryServer::new(services.clone()))
+        .add_service(SvidServer::new(services.clone()))
+        .add_service(BundleServer::new(services.clone()))
+        .add_service(SyncServer::new(services))
+}
+
+/// Implements every service trait; the methods live in one module per service.
+#[derive(Clone, Debug)]
+struct Services {
+    state: Arc<ServerState>,
+    endpoint: Endpoint,
+}
+
+impl Services {
+    /// Returns the stored record of the agent that made the request over mTLS.
+    async fn authenticate_agent<T>(&self, request: &Request<T>) -> Result<AttestedAgent, ApiError> {
+        self.state
+            .authenticator
+            .authenticate(&self.state, request)
+            .await
+    }
+
+    /// Rejects admin RPCs that arrive on the agent endpoint.
+    fn require_admin(&self) -> Result<(), ApiError> {
+        match self.endpoint {
+            Endpoint::Admin => Ok(()),
+            Endpoint::Agent => Err(ApiError::PermissionDenied(
+                "this RPC is only served on the admin socket".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Returns the current time in Unix seconds.
+fn unix_now() -> i64 {
+    unix_seconds(SystemTime::now())
+}
+
+/// Converts a time to Unix seconds; times before 1970 become 0.
+fn unix_seconds(time: SystemTime) -> i64 {
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    i64::try_from(seconds).unwrap_or(i64::MAX)
+}
