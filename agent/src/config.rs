@@ -10,10 +10,6 @@ use signet_core::ids::{join_token_agent_id, parse_trust_domain};
 use spiffe::TrustDomain;
 use zeroize::Zeroizing;
 
-/// Environment variable with the tracing filter, for example `info` or `signet_agent=debug`.
-pub const LOG_FILTER_ENV: &str = "SIGNET_LOG";
-/// Environment variable with the log format: `plain` (default) or `json`.
-pub const LOG_FORMAT_ENV: &str = "SIGNET_LOG_FORMAT";
 /// Environment variable with the join token, so it need not appear in the process list.
 pub const JOIN_TOKEN_ENV: &str = "SIGNET_AGENT_JOIN_TOKEN";
 

@@ -6,19 +6,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use signet_agent::cli::{self, Cli, Command};
-use signet_agent::config::{AgentConfig, LOG_FILTER_ENV, LOG_FORMAT_ENV, RunArgs};
+use signet_agent::config::{AgentConfig, RunArgs};
 use signet_agent::run;
+use signet_core::process::{EXIT_INVALID_CONFIG, init_tracing, shutdown_signal};
 use tokio::runtime::Runtime;
-use tracing_subscriber::EnvFilter;
 
 /// Log filter when `SIGNET_LOG` is unset: our crates at info, everything else at warn.
 const DEFAULT_LOG_FILTER: &str = "warn,signet_agent=info,signet_core=info";
-/// Exit code for invalid configuration: `EX_USAGE` from sysexits.h, as signet-server uses.
-const INVALID_CONFIG_EXIT_CODE: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(DEFAULT_LOG_FILTER);
     // Another provider can only be installed already if this process did it, so the error is
     // harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -68,7 +66,7 @@ fn run_agent(runtime: &Runtime, args: RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
-            return ExitCode::from(INVALID_CONFIG_EXIT_CODE);
+            return ExitCode::from(EXIT_INVALID_CONFIG);
         }
     };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting signet-agent");
@@ -78,49 +76,6 @@ fn run_agent(runtime: &Runtime, args: RunArgs) -> ExitCode {
             tracing::error!(error = format!("{error:#}"), "Agent failed");
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Completes on SIGTERM or SIGINT. If the handlers cannot be installed, it logs the error and
-/// never completes, so the agent keeps running until it is killed.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-
-    let (terminate, interrupt) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::error!(%error, "Failed to install signal handlers");
-            return std::future::pending().await;
-        }
-    };
-    let (mut terminate, mut interrupt) = (terminate, interrupt);
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "Shutting down"),
-        _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "Shutting down"),
-    }
-}
-
-fn init_tracing() {
-    let filter = std::env::var(LOG_FILTER_ENV).unwrap_or_else(|_| DEFAULT_LOG_FILTER.to_owned());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
-        eprintln!(
-            "warning: invalid {LOG_FILTER_ENV} {filter:?} ({error}); using {DEFAULT_LOG_FILTER:?}"
-        );
-        EnvFilter::new(DEFAULT_LOG_FILTER)
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match std::env::var(LOG_FORMAT_ENV).as_deref() {
-        Ok("json") => builder.json().init(),
-        Ok("plain") | Err(_) => builder.init(),
-        Ok(other) => {
-            builder.init();
-            tracing::warn!(value = other, "Unknown {LOG_FORMAT_ENV}; use plain or json");
         }
     }
 }

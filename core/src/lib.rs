@@ -5,5 +5,6 @@
 pub mod duration;
 pub mod fs;
 pub mod ids;
+pub mod process;
 pub mod selector;
 pub mod tls;

@@ -12,11 +12,6 @@ use spiffe::TrustDomain;
 
 use crate::ca::{KeyType, UpstreamCa};
 
-/// Environment variable with the tracing filter, for example `info` or `signet_server=debug`.
-pub const LOG_FILTER_ENV: &str = "SIGNET_LOG";
-/// Environment variable with the log format: `plain` (default) or `json`.
-pub const LOG_FORMAT_ENV: &str = "SIGNET_LOG_FORMAT";
-
 /// Admin socket path used when neither a flag nor the config file sets one.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/tmp/signet-server/private/api.sock";
 
@@ -238,11 +233,6 @@ impl fmt::Debug for Config {
             .field("upstream", &self.upstream.is_some())
             .finish()
     }
-}
-
-impl ConfigError {
-    /// Process exit code for an invalid configuration (`EX_USAGE` of sysexits.h).
-    pub const EXIT_CODE: u8 = 64;
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

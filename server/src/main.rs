@@ -5,10 +5,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use signet_core::process::{EXIT_INVALID_CONFIG, init_tracing, shutdown_signal};
 use signet_server::cli::{self, OperatorCommand};
-use signet_server::config::{Config, ConfigError, LOG_FILTER_ENV, LOG_FORMAT_ENV, RunArgs};
+use signet_server::config::{Config, RunArgs};
 use signet_server::run;
-use tracing_subscriber::EnvFilter;
 
 /// Log filter when `SIGNET_LOG` is unset: our crates at info, everything else at warn.
 const DEFAULT_LOG_FILTER: &str = "warn,signet_server=info,signet_core=info";
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
-    init_tracing();
+    init_tracing(DEFAULT_LOG_FILTER);
     // Another provider can only be installed already if this process did it, so the error is
     // harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -63,15 +63,10 @@ fn run_server(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
-            return ExitCode::from(ConfigError::EXIT_CODE);
+            return ExitCode::from(EXIT_INVALID_CONFIG);
         }
     };
-    let shutdown = async {
-        if let Err(error) = run::shutdown_signal().await {
-            tracing::error!(error = %error, "Failed to install signal handlers");
-        }
-    };
-    match runtime.block_on(run::run(config, shutdown)) {
+    match runtime.block_on(run::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "Server failed");
@@ -87,29 +82,8 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     // Printing can fail only if stdout or stderr is closed, and then there is nowhere to report it.
     let _ = error.print();
     if error.use_stderr() {
-        ExitCode::from(ConfigError::EXIT_CODE)
+        ExitCode::from(EXIT_INVALID_CONFIG)
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-fn init_tracing() {
-    let filter = std::env::var(LOG_FILTER_ENV).unwrap_or_else(|_| DEFAULT_LOG_FILTER.to_owned());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
-        eprintln!(
-            "warning: invalid {LOG_FILTER_ENV} {filter:?} ({error}); using {DEFAULT_LOG_FILTER:?}"
-        );
-        EnvFilter::new(DEFAULT_LOG_FILTER)
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match std::env::var(LOG_FORMAT_ENV).as_deref() {
-        Ok("json") => builder.json().init(),
-        Ok("plain") | Err(_) => builder.init(),
-        Ok(other) => {
-            builder.init();
-            tracing::warn!(value = other, "Unknown {LOG_FORMAT_ENV}; use plain or json");
-        }
     }
 }

@@ -73,23 +73,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     result
 }
 
-/// Returns when SIGINT or SIGTERM arrives.
-///
-/// # Errors
-///
-/// When the signal handlers cannot be installed.
-pub async fn shutdown_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "Shutting down"),
-        _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "Shutting down"),
-    }
-    Ok(())
-}
-
 /// Opens the datastore and the CA, publishes the CA in the bundle and issues the server's own
 /// X509-SVID. Returns the shared state, the TLS settings and the X509-SVID's expiry.
 async fn prepare(config: &Config) -> anyhow::Result<(Arc<ServerState>, TlsSettings, SystemTime)> {
