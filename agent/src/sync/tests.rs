@@ -128,6 +128,7 @@ mod against_server {
         CountEntriesRequest, CountEntriesResponse, GetAuthorizedEntriesRequest,
         GetAuthorizedEntriesResponse, GetEntryRequest, ListEntriesRequest, ListEntriesResponse,
     };
+    use signet_proto::spire::api::server::svid::v1 as svid_v1;
     use signet_proto::spire::api::server::svid::v1::svid_server::{Svid, SvidServer};
     use signet_proto::spire::api::server::svid::v1::{
         BatchNewX509svidRequest, BatchNewX509svidResponse, batch_new_x509svid_response,
@@ -217,6 +218,27 @@ mod against_server {
                 })
                 .collect();
             Ok(Response::new(BatchNewX509svidResponse { results }))
+        }
+
+        async fn mint_x509svid(
+            &self,
+            _request: Request<svid_v1::MintX509svidRequest>,
+        ) -> Result<Response<svid_v1::MintX509svidResponse>, Status> {
+            Err(Status::unimplemented("not used by sync"))
+        }
+
+        async fn mint_jwtsvid(
+            &self,
+            _request: Request<svid_v1::MintJwtsvidRequest>,
+        ) -> Result<Response<svid_v1::MintJwtsvidResponse>, Status> {
+            Err(Status::unimplemented("not used by sync"))
+        }
+
+        async fn new_jwtsvid(
+            &self,
+            _request: Request<svid_v1::NewJwtsvidRequest>,
+        ) -> Result<Response<svid_v1::NewJwtsvidResponse>, Status> {
+            Err(Status::unimplemented("not used by sync"))
         }
     }
 

@@ -11,15 +11,18 @@ use tokio::net::{UnixListener, UnixStream};
 use tonic::transport::server::Connected;
 use tracing::{debug, warn};
 
+use super::authority::AuthorityRewrite;
 use crate::workload_attestor::PeerProcess;
 
 /// A Unix socket connection from a workload.
 ///
 /// tonic's own `UdsConnectInfo` carries only the peer credentials. This type also takes the
-/// peer's pidfd at accept time, which the attestor needs to rule out PID reuse.
+/// peer's pidfd at accept time, which the attestor needs to rule out PID reuse. Requests reach
+/// the HTTP/2 server through [`AuthorityRewrite`], so clients that send the socket path as
+/// `:authority` are served too.
 #[derive(Debug)]
 pub(super) struct WorkloadConnection {
-    stream: UnixStream,
+    stream: AuthorityRewrite<UnixStream>,
     info: ConnectionInfo,
 }
 
@@ -60,7 +63,7 @@ impl WorkloadConnection {
             }
         };
         Self {
-            stream,
+            stream: AuthorityRewrite::new(stream),
             info: ConnectionInfo { peer },
         }
     }

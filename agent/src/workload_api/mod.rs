@@ -4,6 +4,7 @@
 //! file permissions, decides what each caller receives. Only the X.509 RPCs are served; the JWT
 //! RPCs return `Unimplemented`.
 
+mod authority;
 mod connection;
 mod delivery;
 mod service;

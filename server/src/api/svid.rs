@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use signet_proto::spire::api::server::svid::v1::{
-    BatchNewX509svidRequest, BatchNewX509svidResponse, NewX509svidParams,
-    batch_new_x509svid_response, svid_server::Svid as SvidApi,
+    BatchNewX509svidRequest, BatchNewX509svidResponse, MintJwtsvidRequest, MintJwtsvidResponse,
+    MintX509svidRequest, MintX509svidResponse, NewJwtsvidRequest, NewJwtsvidResponse,
+    NewX509svidParams, batch_new_x509svid_response, svid_server::Svid as SvidApi,
 };
 use signet_proto::spire::api::types;
 use tonic::{Request, Response, Status};
@@ -39,6 +40,30 @@ impl SvidApi for Services {
             })
             .collect();
         Ok(Response::new(BatchNewX509svidResponse { results }))
+    }
+
+    // TODO: operator minting and JWT-SVIDs are not implemented yet.
+    async fn mint_x509svid(
+        &self,
+        _request: Request<MintX509svidRequest>,
+    ) -> Result<Response<MintX509svidResponse>, Status> {
+        Err(Status::unimplemented(
+            "minting X509-SVIDs is not implemented",
+        ))
+    }
+
+    async fn mint_jwtsvid(
+        &self,
+        _request: Request<MintJwtsvidRequest>,
+    ) -> Result<Response<MintJwtsvidResponse>, Status> {
+        Err(Status::unimplemented("JWT-SVIDs are not implemented"))
+    }
+
+    async fn new_jwtsvid(
+        &self,
+        _request: Request<NewJwtsvidRequest>,
+    ) -> Result<Response<NewJwtsvidResponse>, Status> {
+        Err(Status::unimplemented("JWT-SVIDs are not implemented"))
     }
 }
 

@@ -1,0 +1,88 @@
+//! A child process of the benchmark, with its output in a log file.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+use crate::cpu::process_cpu_time;
+
+/// A running `signet-server` or `signet-agent`. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Process {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `command` with stdout and stderr appended to `log`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the log file cannot be created or the process cannot start.
+    pub fn spawn(name: &'static str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
+        let output = File::create(log)
+            .with_context(|| format!("failed to create the log file {}", log.display()))?;
+        let errors = output
+            .try_clone()
+            .with_context(|| format!("failed to open the log file {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("failed to start {name}"))?;
+        Ok(Self {
+            name,
+            child,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Returns the CPU time the process has used so far.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the process has been reaped or its CPU time cannot be read.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let pid = self
+            .child
+            .id()
+            .with_context(|| format!("{} is no longer running", self.name))?;
+        process_cpu_time(pid)
+    }
+
+    /// Succeeds while the process runs.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the process has exited, with its exit status and log file in the message.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!(
+                "{} exited with {status}; its output is in {}",
+                self.name,
+                self.log.display()
+            ),
+            Err(error) => bail!("failed to check whether {} runs: {error}", self.name),
+        }
+    }
+
+    /// Kills the process and waits for it to exit.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the process cannot be killed or reaped.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.child
+            .kill()
+            .await
+            .with_context(|| format!("failed to stop {}", self.name))
+    }
+}
