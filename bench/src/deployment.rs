@@ -216,7 +216,7 @@ impl Deployment {
 /// Returns `127.0.0.1:<port>` with a port the kernel just found free.
 ///
 /// NOTE: the port is released before the server binds it, so another process could take it in
-/// between; the server then fails to start and the benchmark reports that.
+/// between. The server then fails to start, and the benchmark reports that.
 fn free_loopback_address() -> anyhow::Result<String> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("failed to find a free port on 127.0.0.1")?;

@@ -1,8 +1,10 @@
 //! A child process of the benchmark, with its output in a log file.
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,6 +17,14 @@ use crate::cpu::process_cpu_time;
 pub struct Process {
     name: &'static str,
     child: Child,
+    log: PathBuf,
+}
+
+/// Error of a process that exited while the benchmark needed it. Waiting longer cannot help.
+#[derive(Debug)]
+pub struct ProcessExited {
+    name: &'static str,
+    status: ExitStatus,
     log: PathBuf,
 }
 
@@ -61,15 +71,16 @@ impl Process {
     ///
     /// # Errors
     ///
-    /// Fails when the process has exited, with its exit status and log file in the message.
+    /// Fails with [`ProcessExited`] when the process has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => bail!(
-                "{} exited with {status}; its output is in {}",
-                self.name,
-                self.log.display()
-            ),
+            Ok(Some(status)) => Err(ProcessExited {
+                name: self.name,
+                status,
+                log: self.log.clone(),
+            }
+            .into()),
             Err(error) => bail!("failed to check whether {} runs: {error}", self.name),
         }
     }
@@ -86,3 +97,17 @@ impl Process {
             .with_context(|| format!("failed to stop {}", self.name))
     }
 }
+
+impl fmt::Display for ProcessExited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} exited with {}, and its output is in {}",
+            self.name,
+            self.status,
+            self.log.display()
+        )
+    }
+}
+
+impl StdError for ProcessExited {}

@@ -1,9 +1,9 @@
 //! `signet-bench propagation`: how long a new registration entry takes to reach a workload
-//! that already holds an open FetchX509SVID stream.
+//! that already has an open FetchX509SVID stream.
 //!
-//! Each iteration creates one entry for the benchmark's own uid through the admin API and
-//! waits for the stream message that carries the new X509-SVID before creating the next, so
-//! the workload's X509-SVID set, and every message, grows by one entry per iteration.
+//! Each iteration creates one entry for the benchmark's own uid through the admin API. It waits
+//! for the stream message that carries the new X509-SVID before the next iteration starts. The
+//! workload's X509-SVID set, and so every message, grows by one X509-SVID per iteration.
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,13 +24,13 @@ use crate::workload::SvidStream;
 /// Bound for one entry to reach the stream.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the benchmark and prints its report in the format `args` asks for.
+/// Runs the benchmark and prints its report in the format `args` selects.
 ///
 /// # Errors
 ///
 /// Fails when a binary is missing, a process fails to start, or an RPC, the stream or a
 /// delivery fails. The temporary directory is then kept and named in the error, because it
-/// holds the server's and agent's logs.
+/// contains the server and agent logs.
 pub async fn run(args: &PropagationArgs) -> anyhow::Result<()> {
     let binaries = Binaries::locate(args.server_bin.as_deref(), args.agent_bin.as_deref())?;
     let dir = tempfile::Builder::new()
@@ -41,10 +41,10 @@ pub async fn run(args: &PropagationArgs) -> anyhow::Result<()> {
     let report = match measure(binaries, dir.path(), args.entry_count()).await {
         Ok(report) => report,
         Err(error) => {
-            let kept = dir.keep();
+            let log_dir = dir.keep();
             return Err(error.context(format!(
-                "propagation benchmark failed; server and agent logs are in {}",
-                kept.display()
+                "propagation benchmark failed, and the server and agent logs are in {}",
+                log_dir.display()
             )));
         }
     };
@@ -62,15 +62,15 @@ pub async fn run(args: &PropagationArgs) -> anyhow::Result<()> {
 /// Starts the deployment in `dir`, opens the stream and measures `count` entries.
 async fn measure(binaries: Binaries, dir: &Path, count: u32) -> anyhow::Result<PropagationReport> {
     let mut deployment = Deployment::start_server(binaries, dir).await?;
-    let mut admin = AdminClient::connect(deployment.admin_socket()).await?;
+    let admin = AdminClient::connect(deployment.admin_socket()).await?;
     let agent_id = deployment.start_agent().await?;
     let mut workload = Workload {
         selector: own_uid_selector(),
         parent_id: agent_id,
-        admin: &mut admin,
+        admin,
     };
 
-    // The agent streams only to a caller it holds at least one X509-SVID for.
+    // The agent streams only to a caller that has at least one X509-SVID.
     let initial = workload_id(&deployment, "initial")?;
     workload.register(&initial).await?;
     let mut stream =
@@ -92,13 +92,13 @@ async fn measure(binaries: Binaries, dir: &Path, count: u32) -> anyhow::Result<P
 }
 
 /// Registers entries for the benchmark process itself.
-struct Workload<'a> {
+struct Workload {
     selector: Selector,
     parent_id: SpiffeId,
-    admin: &'a mut AdminClient,
+    admin: AdminClient,
 }
 
-impl Workload<'_> {
+impl Workload {
     async fn register(&mut self, spiffe_id: &SpiffeId) -> anyhow::Result<()> {
         self.admin
             .create_entry(spiffe_id, &self.parent_id, &self.selector)

@@ -1,5 +1,5 @@
 //! Results of a propagation run: every sample, their summary, and how latency grows with the
-//! number of X509-SVIDs the workload holds.
+//! number of X509-SVIDs the workload has.
 
 use std::fmt;
 use std::time::Duration;
@@ -97,6 +97,7 @@ impl PropagationReport {
 
 impl fmt::Display for PropagationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Summary.
         writeln!(
             f,
             "entry created -> X509-SVID on an open FetchX509SVID stream"
@@ -119,6 +120,8 @@ impl fmt::Display for PropagationReport {
             "CPU time:   server {:.1} s, agent {:.1} s, signet-bench {:.1} s",
             self.cpu_seconds.server, self.cpu_seconds.agent, self.cpu_seconds.bench
         )?;
+
+        // Growth table.
         writeln!(f)?;
         writeln!(f, "latency as the workload's X509-SVID set grows:")?;
         writeln!(

@@ -1,6 +1,6 @@
 //! Bounded waits on observable conditions. Nothing here sleeps for a fixed time to let
-//! something happen: it retries a check, with growing pauses, until the check passes or the
-//! bound is reached.
+//! something happen. Each wait retries a check with growing pauses until the check passes or
+//! the bound is reached.
 
 use std::future::Future;
 use std::path::Path;
@@ -10,20 +10,22 @@ use anyhow::bail;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
+use crate::process::ProcessExited;
+
 /// Bound for a process to start accepting connections.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Pause after the first failed check, doubled after each further failure.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
-/// Longest pause between two checks.
+/// Maximum pause between two checks.
 const MAX_PAUSE: Duration = Duration::from_millis(200);
 
 /// Runs `check` until it returns `Ok`, and returns its value.
 ///
 /// # Errors
 ///
-/// Fails once `timeout` has passed, with the last error of `check` and `condition` in the
-/// message.
+/// Fails at once when `check` fails with [`ProcessExited`]. Otherwise fails once `timeout` has
+/// passed, with the last error of `check` and `condition` in the message.
 pub async fn until<T, F, Fut>(condition: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
@@ -34,6 +36,7 @@ where
     loop {
         let error = match check().await {
             Ok(value) => return Ok(value),
+            Err(error) if error.is::<ProcessExited>() => return Err(error),
             Err(error) => error,
         };
         if Instant::now() >= deadline {

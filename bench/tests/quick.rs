@@ -52,7 +52,7 @@ fn check_samples(report: &Value) -> anyhow::Result<()> {
             bail!("sample {index}: latency_ms {latency_ms} is below create_ms {create_ms}");
         }
 
-        // The message holds the initial X509-SVID and one more per iteration so far.
+        // The message contains the initial X509-SVID and one more per iteration so far.
         if sample["svids"] != index + 2 {
             bail!(
                 "sample {index}: svids {}, expected {}",

@@ -24,6 +24,14 @@ pub enum IdError {
     /// The trust domain name is invalid or not in its canonical lower-case form.
     #[error("invalid trust domain {0:?}: use lower-case letters, digits, '.', '-' and '_' only")]
     InvalidTrustDomain(String),
+    /// The ID is longer than X.509 and JWT consumers accept.
+    #[error("SPIFFE ID is {length} bytes long: the maximum is {max}")]
+    TooLong {
+        /// Length of the rejected ID in bytes.
+        length: usize,
+        /// The longest accepted ID.
+        max: usize,
+    },
     /// The ID field was absent from the request.
     #[error("missing SPIFFE ID")]
     Missing,
@@ -39,6 +47,12 @@ pub enum IdError {
 /// [`IdError::Invalid`] when the text is no SPIFFE ID, [`IdError::NotCanonical`] when it is one
 /// only after normalisation.
 pub fn parse_spiffe_id(text: &str) -> Result<SpiffeId, IdError> {
+    if text.len() > MAX_SPIFFE_ID_LEN {
+        return Err(IdError::TooLong {
+            length: text.len(),
+            max: MAX_SPIFFE_ID_LEN,
+        });
+    }
     let id = SpiffeId::new(text).map_err(|source| IdError::Invalid {
         id: text.to_owned(),
         source,
@@ -130,6 +144,10 @@ fn unreachable_id() -> SpiffeId {
 
 const JOIN_TOKEN_PATH_PREFIX: &str = "/spire/agent/join_token/";
 
+/// Longest SPIFFE ID accepted: the SPIFFE ID standard caps URIs at 2048 bytes, and SPIFFE clients
+/// reject longer URI SANs.
+const MAX_SPIFFE_ID_LEN: usize = 2048;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +206,18 @@ mod tests {
         for text in rejected {
             assert!(parse_spiffe_id(text).is_err(), "{text:?} accepted");
         }
+    }
+
+    #[test]
+    fn parse_spiffe_id_limits_length() {
+        let prefix = "spiffe://example.org/";
+        let longest = format!("{prefix}{}", "a".repeat(MAX_SPIFFE_ID_LEN - prefix.len()));
+        assert!(parse_spiffe_id(&longest).is_ok());
+        let too_long = format!("{longest}a");
+        assert!(matches!(
+            parse_spiffe_id(&too_long),
+            Err(IdError::TooLong { length: 2049, .. })
+        ));
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub enum SelectorError {
         /// Comma-separated list of the known types.
         known: String,
     },
+    /// The value can never match what the attestor produces (wrong format, control characters,
+    /// too long).
+    #[error("invalid selector {selector:?}: {reason}")]
+    InvalidValue {
+        /// The whole selector text.
+        selector: String,
+        /// What the value must look like.
+        reason: String,
+    },
     /// The type is known but the key inside the value is not.
     #[error("unknown {kind} selector key in {selector:?}: known keys are {known}")]
     UnknownKey {
@@ -80,6 +89,10 @@ impl Selector {
         if !keys.is_empty() {
             check_key(kind, keys, value, &text)?;
         }
+        check_value(kind, value).map_err(|reason| SelectorError::InvalidValue {
+            selector: text.clone(),
+            reason,
+        })?;
         Ok(Self {
             kind: kind.to_owned(),
             value: value.to_owned(),
@@ -144,10 +157,56 @@ fn check_key(kind: &str, keys: &[&str], value: &str, text: &str) -> Result<(), S
     }
 }
 
+/// Checks that a value has the form the attestor produces, so an entry can never hold a selector
+/// that matches nothing or that would garble logs and terminals.
+fn check_value(kind: &str, value: &str) -> Result<(), String> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(format!("the value is longer than {MAX_VALUE_LEN} bytes"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("the value contains control characters".to_owned());
+    }
+    match (kind, value.split_once(':')) {
+        ("unix", Some(("uid" | "gid" | "supplementary_gid", id))) => check_numeric_id(id),
+        ("unix", Some(("sha256", digest))) => check_sha256(digest),
+        ("unix", Some(("path", path))) if !path.starts_with('/') => {
+            Err("the path must be absolute".to_owned())
+        }
+        ("unix", Some((_, ""))) => Err("the value is empty".to_owned()),
+        ("spiffe_id", _) => crate::ids::parse_spiffe_id(value)
+            .map(drop)
+            .map_err(|error| error.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// Accepts a uid or gid exactly as the kernel reports it: decimal, no sign, no leading zeros.
+fn check_numeric_id(id: &str) -> Result<(), String> {
+    let canonical = id.parse::<u32>().map(|number| number.to_string());
+    match canonical {
+        Ok(text) if text == id => Ok(()),
+        _ => Err("uids and gids are decimal numbers from 0 to 4294967295".to_owned()),
+    }
+}
+
+fn check_sha256(digest: &str) -> Result<(), String> {
+    let is_hex = digest
+        .bytes()
+        .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+    if digest.len() == 64 && is_hex {
+        Ok(())
+    } else {
+        Err("a SHA-256 digest is 64 lower-case hex digits".to_owned())
+    }
+}
+
 fn known_types() -> String {
     let names: Vec<&str> = KNOWN_TYPES.iter().map(|(name, _)| *name).collect();
     names.join(", ")
 }
+
+/// Longest accepted selector value; executable paths are bounded by PATH_MAX (4096) on Linux.
+const MAX_VALUE_LEN: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -162,7 +221,7 @@ mod tests {
             "unix:group:wheel",
             "unix:supplementary_gid:27",
             "unix:path:/usr/bin/app",
-            "unix:sha256:ab12",
+            "unix:sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "spiffe_id:spiffe://example.org/spire/agent/join_token/abc",
         ] {
             let selector = Selector::parse(text).unwrap();
@@ -187,15 +246,44 @@ mod tests {
             ("k8s:ns:default", "type"),
             ("unix:pid:12", "key"),
             ("unix:uid", "key"),
+            ("unix:uid:", "value"),
+            ("unix:uid:abc", "value"),
+            ("unix:uid:-1", "value"),
+            ("unix:uid:+1", "value"),
+            ("unix:uid:007", "value"),
+            ("unix:uid:4294967296", "value"),
+            ("unix:gid:1 ", "value"),
+            ("unix:sha256:xyz", "value"),
+            (
+                "unix:sha256:9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+                "value",
+            ),
+            ("unix:path:relative/bin", "value"),
+            ("unix:user:", "value"),
+            ("unix:user:a\nb", "value"),
+            ("unix:user:x\u{1b}[2J", "value"),
+            ("unix:group:nul\0", "value"),
+            ("spiffe_id:not-an-id", "value"),
+            ("spiffe_id:spiffe://Example.org/a", "value"),
         ];
         for (text, expected) in cases {
             let kind = match Selector::parse(text).unwrap_err() {
                 SelectorError::Malformed(_) => "malformed",
                 SelectorError::UnknownType { .. } => "type",
                 SelectorError::UnknownKey { .. } => "key",
+                SelectorError::InvalidValue { .. } => "value",
             };
             assert_eq!(kind, expected, "selector {text:?}");
         }
+    }
+
+    #[test]
+    fn long_values_are_rejected() {
+        let path = format!("unix:path:/{}", "a".repeat(MAX_VALUE_LEN));
+        assert!(matches!(
+            Selector::parse(&path),
+            Err(SelectorError::InvalidValue { .. })
+        ));
     }
 
     #[test]

@@ -127,12 +127,13 @@ async fn next_change(updates: &mut Updates) -> Change {
     }
 }
 
-fn deny(caller: &Caller, snapshot: &Snapshot) -> Status {
+/// Logs why `caller` gets nothing and returns the status that tells it so.
+pub(super) fn deny(caller: &Caller, snapshot: &Snapshot) -> Status {
     let selectors: Vec<String> = caller.selectors.iter().map(ToString::to_string).collect();
     warn!(
         pid = caller.pid,
         uid = caller.uid,
-        selectors = %selectors.join(","),
+        selectors = ?selectors,
         entries = snapshot.identities.len(),
         "No identity issued"
     );

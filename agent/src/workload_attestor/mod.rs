@@ -188,8 +188,11 @@ impl UnixAttestor {
         let mut selectors = vec![unix_selector("sha256", &digest)?];
         // A path that is not UTF-8 gets no selector, because a lossy conversion could make two
         // different paths look the same.
-        match path.to_str() {
-            Some(path) => selectors.push(unix_selector("path", path)?),
+        // A path that no entry can name (control characters, over the length limit) is left out
+        // for the same reason.
+        match path.to_str().map(|text| unix_selector("path", text)) {
+            Some(Ok(selector)) => selectors.push(selector),
+            Some(Err(error)) => debug!(pid, path = ?path, %error, "Omitting the executable path"),
             None => debug!(pid, path = ?path, "Workload executable path is not UTF-8, omitting it"),
         }
         Ok(selectors)
@@ -261,12 +264,13 @@ fn identity_selectors(
     status: &ProcessStatus,
 ) -> Result<Vec<Selector>, AttestationError> {
     let mut selectors = vec![unix_selector("uid", &peer.uid.to_string())?];
-    if let Some(user) = user_name(peer.uid) {
-        selectors.push(unix_selector("user", &user)?);
+    // Names from the account database that no entry can name are left out, as unknown names are.
+    if let Some(user) = user_name(peer.uid).and_then(|name| unix_selector("user", &name).ok()) {
+        selectors.push(user);
     }
     selectors.push(unix_selector("gid", &peer.gid.to_string())?);
-    if let Some(group) = group_name(peer.gid) {
-        selectors.push(unix_selector("group", &group)?);
+    if let Some(group) = group_name(peer.gid).and_then(|name| unix_selector("group", &name).ok()) {
+        selectors.push(group);
     }
     for gid in &status.supplementary_gids {
         selectors.push(unix_selector("supplementary_gid", &gid.to_string())?);
