@@ -1,4 +1,5 @@
-//! The agent's view of what it may serve: bundle, identities and their X509-SVIDs.
+//! The agent's view of what it may serve: bundle, JWT authorities, identities and their
+//! X509-SVIDs.
 //!
 //! Sync is the only writer. It replaces the whole [`Snapshot`] on every change, so a reader never
 //! sees a bundle from one revision beside identities from another. The Workload API subscribes
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub trust_domain: TrustDomain,
     /// X.509 authorities of the own trust domain (DER), never empty once synced.
     pub bundle: Vec<CertificateDer<'static>>,
+    /// Public keys that sign the JWT-SVIDs of the own trust domain, in the server's order.
+    pub jwt_authorities: Vec<JwtAuthority>,
     /// Entries this agent may serve, ordered by (created_at, entry_id). The first matching one is
     /// a workload's default identity.
     pub identities: Vec<Identity>,
@@ -53,6 +56,17 @@ pub struct X509SvidMaterial {
     pub expires_at: SystemTime,
 }
 
+/// A public key that signs JWT-SVIDs, as the server's bundle publishes it.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct JwtAuthority {
+    /// The `kid` of the tokens this key signs, never empty.
+    pub key_id: String,
+    /// PKIX SubjectPublicKeyInfo DER of the key.
+    pub public_key_der: Vec<u8>,
+    /// Time after which the server removes the key from the bundle, if it set one.
+    pub expires_at: Option<SystemTime>,
+}
+
 /// Shared handle to the latest [`Snapshot`]. Clones refer to the same cache.
 #[derive(Clone, Debug)]
 pub struct Cache {
@@ -67,6 +81,7 @@ impl Snapshot {
         Self {
             trust_domain,
             bundle: Vec::new(),
+            jwt_authorities: Vec::new(),
             identities: Vec::new(),
             revision: 0,
         }

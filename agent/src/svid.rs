@@ -149,10 +149,35 @@ pub fn refresh_at(svid: &X509SvidMaterial) -> SystemTime {
     validity.not_before + lifetime / 2
 }
 
-/// Returns true when `svid` is past its refresh time or expired at `now`.
-pub fn is_due(svid: &X509SvidMaterial, now: SystemTime) -> bool {
-    now >= refresh_at(svid) || now >= svid.expires_at
+/// Returns when to replace `renewed`, the renewal of an SVID that expired at `previous_expiry`,
+/// as seen at `now`.
+///
+/// A renewal that kept the previous notAfter was cut at the CA's expiry. Renewing it at half its
+/// lifetime would repeat ever faster as that expiry nears, so such an SVID is renewed at the
+/// midpoint of its remaining time or [`CUT_RENEWAL_MIN_WAIT`] from now, whichever is later, but
+/// always before it expires. Any other SVID is renewed at [`refresh_at`].
+pub fn refresh_at_after_renewal(
+    renewed: &X509SvidMaterial,
+    previous_expiry: Option<SystemTime>,
+    now: SystemTime,
+) -> SystemTime {
+    if previous_expiry != Some(renewed.expires_at) {
+        return refresh_at(renewed);
+    }
+    let remaining = renewed
+        .expires_at
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO);
+    let wait = (remaining / 2)
+        .max(CUT_RENEWAL_MIN_WAIT)
+        .min(remaining.saturating_sub(EXPIRY_MARGIN));
+    now + wait
 }
+
+/// Shortest wait before renewing again an SVID whose renewal was cut at the CA's expiry.
+pub const CUT_RENEWAL_MIN_WAIT: Duration = Duration::from_secs(30);
+/// How long before its expiry an SVID cut at the CA's expiry is renewed at the latest.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 
 /// Checks that the leaf names `spiffe_id` and contains the public half of `key`, and pairs the chain with the key.
 fn assemble(

@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod fs;
 pub mod ids;
+pub mod jwk;
 pub mod process;
 pub mod selector;
 pub mod tls;

@@ -11,6 +11,7 @@ use signet_core::ids::parse_trust_domain;
 use spiffe::TrustDomain;
 
 use crate::ca::{KeyType, UpstreamCa};
+use crate::jwt::JwtKeyType;
 
 /// Admin socket path used when neither a flag nor the config file sets one.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/tmp/signet-server/private/api.sock";
@@ -20,6 +21,8 @@ const DEFAULT_BIND_ADDRESS: &str = "127.0.0.1:8081";
 const DEFAULT_CA_TTL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_X509_SVID_TTL: Duration = Duration::from_secs(3600);
 const DEFAULT_AGENT_SVID_TTL: Duration = Duration::from_secs(3600);
+/// SPIRE's default JWT-SVID lifetime.
+const DEFAULT_JWT_SVID_TTL: Duration = Duration::from_secs(5 * 60);
 const DATASTORE_FILE: &str = "datastore.sqlite3";
 
 /// Flags of `signet-server run`. Each one overrides the key of the same name (with `_` for `-`)
@@ -40,17 +43,17 @@ pub struct RunArgs {
     pub bind_address: Option<String>,
     /// Unix socket of the admin API; only the server's user may connect
     /// [default: /tmp/signet-server/private/api.sock].
-    #[arg(long)]
+    #[arg(long, env = "SIGNET_SERVER_ADMIN_SOCKET")]
     pub admin_socket: Option<PathBuf>,
     /// Datastore URL: `sqlite://PATH` or `postgres://USER@HOST/DB`
     /// [default: sqlite://<data-dir>/datastore.sqlite3].
     #[arg(long)]
     pub database: Option<String>,
     /// Lifetime of the signing CA, for example `24h` [default: 24h].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub ca_ttl: Option<String>,
     /// Lifetime of workload X509-SVIDs whose entry sets no TTL, for example `1h` [default: 1h].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub default_x509_svid_ttl: Option<String>,
     /// Key type of the signing CA: ec-p256, ec-p384 or rsa-2048 [default: ec-p256].
     #[arg(long)]
@@ -62,8 +65,18 @@ pub struct RunArgs {
     #[arg(long, requires = "upstream_ca_cert")]
     pub upstream_ca_key: Option<PathBuf>,
     /// Lifetime of agent X509-SVIDs, for example `1h` [default: 1h].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub agent_svid_ttl: Option<String>,
+    /// Algorithm of the JWT-SVID signing key: es256, rs256 or ps256 [default: es256].
+    #[arg(long)]
+    pub jwt_key_type: Option<String>,
+    /// Issuer URL put in the `iss` claim of every JWT-SVID, for OIDC relying parties, for example
+    /// `https://oidc.example.org` [default: no `iss` claim].
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+    /// Lifetime of JWT-SVIDs whose entry sets no JWT-SVID TTL, for example `5m` [default: 5m].
+    #[arg(long, allow_hyphen_values = true)]
+    pub default_jwt_svid_ttl: Option<String>,
 }
 
 /// Validated settings of a running server.
@@ -87,6 +100,12 @@ pub struct Config {
     pub agent_svid_ttl: Duration,
     /// Key type of the signing CA.
     pub ca_key_type: KeyType,
+    /// Algorithm of the JWT-SVID signing key.
+    pub jwt_key_type: JwtKeyType,
+    /// Value of the `iss` claim of JWT-SVIDs, if any.
+    pub jwt_issuer: Option<String>,
+    /// Lifetime of JWT-SVIDs whose entry has no JWT-SVID TTL of its own.
+    pub default_jwt_svid_ttl: Duration,
     /// Upstream CA that signs this server's CA, if any.
     pub upstream: Option<UpstreamCa>,
 }
@@ -147,6 +166,9 @@ struct FileConfig {
     upstream_ca_cert: Option<PathBuf>,
     upstream_ca_key: Option<PathBuf>,
     agent_svid_ttl: Option<TtlValue>,
+    jwt_key_type: Option<String>,
+    jwt_issuer: Option<String>,
+    default_jwt_svid_ttl: Option<TtlValue>,
 }
 
 /// A TTL in the config file: a number of seconds or text such as `"1h"`.
@@ -210,6 +232,14 @@ impl Config {
                 DEFAULT_AGENT_SVID_TTL,
             )?,
             ca_key_type: key_type(args.ca_key_type.clone().or(file.ca_key_type))?,
+            jwt_key_type: jwt_key_type(args.jwt_key_type.clone().or(file.jwt_key_type))?,
+            jwt_issuer: jwt_issuer(args.jwt_issuer.clone().or(file.jwt_issuer))?,
+            default_jwt_svid_ttl: ttl(
+                "default_jwt_svid_ttl",
+                args.default_jwt_svid_ttl.as_deref(),
+                file.default_jwt_svid_ttl,
+                DEFAULT_JWT_SVID_TTL,
+            )?,
             upstream: upstream_ca(
                 args.upstream_ca_cert.clone().or(file.upstream_ca_cert),
                 args.upstream_ca_key.clone().or(file.upstream_ca_key),
@@ -230,6 +260,9 @@ impl fmt::Debug for Config {
             .field("default_x509_svid_ttl", &self.default_x509_svid_ttl)
             .field("agent_svid_ttl", &self.agent_svid_ttl)
             .field("ca_key_type", &self.ca_key_type)
+            .field("jwt_key_type", &self.jwt_key_type)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("default_jwt_svid_ttl", &self.default_jwt_svid_ttl)
             .field("upstream", &self.upstream.is_some())
             .finish()
     }
@@ -286,6 +319,41 @@ fn key_type(name: Option<String>) -> Result<KeyType, ConfigError> {
         value: name.clone(),
         reason: format!("{error}"),
     })
+}
+
+fn jwt_key_type(name: Option<String>) -> Result<JwtKeyType, ConfigError> {
+    let Some(name) = name else {
+        return Ok(JwtKeyType::default());
+    };
+    name.parse().map_err(|error| ConfigError::Invalid {
+        key: "jwt_key_type",
+        value: name.clone(),
+        reason: format!("{error}"),
+    })
+}
+
+/// Accepts an absolute http(s) URL without query or fragment, as OpenID Connect Discovery
+/// requires of an issuer.
+fn jwt_issuer(issuer: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(issuer) = issuer else {
+        return Ok(None);
+    };
+    let host = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"));
+    let is_valid = host.is_some_and(|rest| {
+        !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#', ' '])
+    });
+    if !is_valid {
+        return Err(ConfigError::Invalid {
+            key: "jwt_issuer",
+            value: issuer.clone(),
+            reason: "expected an https:// (or http://) URL with a host and without query or \
+                     fragment, such as https://oidc.example.org"
+                .to_owned(),
+        });
+    }
+    Ok(Some(issuer))
 }
 
 fn ttl(

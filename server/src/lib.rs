@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod datastore;
 pub mod endpoints;
+pub mod jwt;
 pub mod model;
 pub mod run;

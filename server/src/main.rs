@@ -62,7 +62,8 @@ fn run_server(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> ExitCode {
     let config = match Config::load(args) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {error}");
+            // The alternate form of anyhow's Display adds the causes, such as the OS error.
+            eprintln!("error: {:#}", anyhow::Error::new(error));
             return ExitCode::from(EXIT_INVALID_CONFIG);
         }
     };

@@ -13,11 +13,12 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ChangeFeed, Endpoint, ServerState};
 use crate::ca::{CaConfig, CertificateAuthority};
 use crate::config::Config;
-use crate::datastore::{BundleRecord, Datastore};
+use crate::datastore::{BundleRecord, Datastore, JwtAuthorityRecord};
 use crate::endpoints::{
     SERVER_IDENTITY_TTL, TlsSettings, bind_admin_socket, rotate_server_identity, serve_admin_api,
     serve_agent_api,
 };
+use crate::jwt::{JwtSigner, JwtSigningKey};
 
 /// Time open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -86,7 +87,16 @@ async fn prepare(config: &Config) -> anyhow::Result<(Arc<ServerState>, TlsSettin
         .await
         .context("failed to open the datastore")?;
     let ca = Arc::new(load_ca(config).await?);
-    let bundle = publish_authorities(&datastore, &ca).await?;
+    publish_authorities(&datastore, &ca).await?;
+    // The JWT key is in the bundle before the signer exists, so verifiers can check every token.
+    let jwt_key = load_jwt_key(config).await?;
+    let bundle = publish_jwt_authority(&datastore, &jwt_key).await?;
+    let jwt = JwtSigner::new(
+        config.trust_domain.clone(),
+        config.jwt_issuer.clone(),
+        config.default_jwt_svid_ttl,
+        jwt_key,
+    );
 
     let state = Arc::new(ServerState::new(
         config.trust_domain.clone(),
@@ -94,6 +104,7 @@ async fn prepare(config: &Config) -> anyhow::Result<(Arc<ServerState>, TlsSettin
         Arc::clone(&ca),
         config.default_x509_svid_ttl,
         config.agent_svid_ttl,
+        jwt,
         ChangeFeed::new(bundle.sequence_number),
     ));
     let identity = ca
@@ -146,6 +157,53 @@ async fn publish_authorities(
         authorities = bundle.authorities.len(),
         sequence_number = bundle.sequence_number,
         "Bundle ready"
+    );
+    Ok(bundle)
+}
+
+/// Loads the JWT signing key from the data directory or creates one that lives as long as a CA.
+async fn load_jwt_key(config: &Config) -> anyhow::Result<JwtSigningKey> {
+    let data_dir = config.data_dir.clone();
+    let key_type = config.jwt_key_type;
+    let ttl = config.ca_ttl;
+    // RSA key generation and file I/O block, so they run off the async workers.
+    let key = tokio::task::spawn_blocking(move || {
+        JwtSigningKey::load_or_create(&data_dir, key_type, ttl)
+    })
+    .await
+    .context("the JWT signing key task failed")?
+    .context("failed to load or create the JWT signing key")?;
+    tracing::info!(
+        key_id = %key.key_id(),
+        key_type = %key.key_type(),
+        expiry = %humantime::format_rfc3339_seconds(key.not_after()),
+        "JWT signing key ready"
+    );
+    Ok(key)
+}
+
+/// Adds the JWT signing key to the stored bundle, which keeps older keys so that tokens they
+/// signed still verify.
+///
+/// The published expiry is the key's notAfter: every token's `exp` is cut to it, so no token
+/// the key signed is valid after it.
+async fn publish_jwt_authority(
+    datastore: &Datastore,
+    key: &JwtSigningKey,
+) -> anyhow::Result<BundleRecord> {
+    let authority = JwtAuthorityRecord {
+        key_id: key.key_id().to_owned(),
+        public_key_der: key.public_key_der().to_vec(),
+        expires_at: api::unix_seconds(key.not_after()),
+    };
+    let bundle = datastore
+        .append_jwt_authority(&authority)
+        .await
+        .context("failed to add the JWT signing key to the bundle")?;
+    tracing::info!(
+        jwt_authorities = bundle.jwt_authorities.len(),
+        sequence_number = bundle.sequence_number,
+        "JWT authorities ready"
     );
     Ok(bundle)
 }

@@ -22,6 +22,13 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start() -> Self {
+        Self::start_with(|command, admin_socket| {
+            command.arg("--admin-socket").arg(admin_socket);
+        })
+    }
+
+    /// Starts the server, with `set_admin_socket` passing the admin socket path to the command.
+    fn start_with(set_admin_socket: impl FnOnce(&mut Command, &Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let admin_socket = dir.path().join("admin").join("api.sock");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -30,17 +37,17 @@ impl ServerProcess {
             .unwrap()
             .port();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        command
             .args(["run", "--trust-domain", "example.org", "--bind-address"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .arg("--admin-socket")
-            .arg(&admin_socket)
+            .env_remove("SIGNET_SERVER_ADMIN_SOCKET")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        set_admin_socket(&mut command, &admin_socket);
+        let child = command.spawn().unwrap();
         let server = Self {
             dir,
             admin_socket,
@@ -120,6 +127,194 @@ fn invalid_config_exits_64() {
     let missing_trust_domain = Command::new(BINARY).arg("run").output().unwrap();
     assert_eq!(missing_trust_domain.status.code(), Some(64));
     assert!(stderr(&missing_trust_domain).contains("trust_domain"));
+
+    let missing_file = Command::new(BINARY)
+        .arg("run")
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(missing_file.status.code(), Some(64));
+    assert!(
+        stderr(&missing_file).contains("No such file or directory"),
+        "{}",
+        stderr(&missing_file)
+    );
+}
+
+#[test]
+fn run_reads_admin_socket_from_environment() {
+    // The config file names another socket, so a server that ignored the variable would listen
+    // there, and never on the default socket of this machine.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("server.toml");
+    let file_socket = config_dir.path().join("file.sock");
+    std::fs::write(
+        &config,
+        format!("admin_socket = \"{}\"\n", file_socket.display()),
+    )
+    .unwrap();
+
+    let server = ServerProcess::start_with(|command, admin_socket| {
+        command
+            .arg("--config")
+            .arg(&config)
+            .env("SIGNET_SERVER_ADMIN_SOCKET", admin_socket);
+    });
+
+    assert!(server.cli(&["healthcheck"]).status.success());
+    assert!(!file_socket.exists());
+}
+
+#[test]
+fn negative_numbers_name_their_flag() {
+    let server = ServerProcess::start();
+    let parent = "spiffe://example.org/spire/agent/join_token/abc";
+    let create = |flag: &str| {
+        server.cli(&[
+            "entry",
+            "create",
+            "--spiffe-id",
+            "spiffe://example.org/web",
+            "--parent-id",
+            parent,
+            "--selector",
+            "unix:uid:1",
+            flag,
+            "-5",
+        ])
+    };
+
+    let cases = [
+        (
+            "--x509-svid-ttl",
+            create("--x509-svid-ttl"),
+            "--x509-svid-ttl",
+        ),
+        ("--jwt-svid-ttl", create("--jwt-svid-ttl"), "--jwt-svid-ttl"),
+        ("--entry-expiry", create("--entry-expiry"), "expires_at -5"),
+        (
+            "token --ttl",
+            server.cli(&["token", "generate", "--ttl", "-5"]),
+            "--ttl",
+        ),
+    ];
+    for (name, output, expected) in cases {
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}: {message}");
+        assert!(message.contains(expected), "{name}: {message}");
+        assert!(message.contains("-5"), "{name}: {message}");
+    }
+    assert_eq!(entry_count(&server), "0 registration entries");
+}
+
+#[test]
+fn unusable_entry_fields_are_rejected() {
+    let server = ServerProcess::start();
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "entry",
+            "create",
+            "--spiffe-id",
+            "spiffe://example.org/web",
+            "--parent-id",
+            "spiffe://example.org/spire/agent/join_token/abc",
+            "--selector",
+            "unix:uid:1",
+        ];
+        args.extend_from_slice(extra);
+        server.cli(&args)
+    };
+
+    let cases = [
+        (
+            "expiry after year 9999",
+            create(&["--entry-expiry", "99999999999999999"]),
+            "99999999999999999",
+        ),
+        (
+            "expiry in the past",
+            create(&["--entry-expiry", "1"]),
+            "already in the past",
+        ),
+        (
+            "duplicate selector",
+            create(&["--selector", "unix:uid:1"]),
+            "duplicate selector \"unix:uid:1\"",
+        ),
+        (
+            "store_svid",
+            create(&["--store-svid"]),
+            "store_svid is not supported yet",
+        ),
+        ("admin", create(&["--admin"]), "admin is not supported yet"),
+        (
+            "downstream",
+            create(&["--downstream"]),
+            "downstream is not supported yet",
+        ),
+        (
+            "federates_with",
+            create(&["--federates-with", "other.org"]),
+            "federates_with is not supported yet",
+        ),
+    ];
+    for (name, output, expected) in cases {
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}: {message}");
+        assert_eq!(message.trim_end().lines().count(), 1, "{name}: {message}");
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+    assert_eq!(entry_count(&server), "0 registration entries");
+
+    let latest = create(&["--entry-expiry", "253402300799"]);
+    assert!(latest.status.success(), "{}", stderr(&latest));
+    let show = server.cli(&["entry", "show"]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    assert!(
+        stdout(&show).contains("Expiration time  : 9999-12-31T23:59:59Z"),
+        "{}",
+        stdout(&show)
+    );
+}
+
+#[test]
+fn closed_stdout_ends_output_quietly() {
+    let server = ServerProcess::start();
+    let mut child = Command::new(BINARY)
+        .args(["bundle", "show", "--admin-socket"])
+        .arg(&server.admin_socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command connects to the server before it prints, so the pipe is closed by then.
+    drop(child.stdout.take());
+
+    let output = child.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert!(
+        matches!(output.status.code(), Some(0 | 141)),
+        "{:?}: {message}",
+        output.status
+    );
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+#[test]
+fn unknown_agent_error_names_the_typed_id() {
+    let server = ServerProcess::start();
+    let id = "spiffe://example.org/spire/agent/join_token/nope";
+
+    for command in ["evict", "show", "ban"] {
+        let output = server.cli(&["agent", command, "--spiffe-id", id]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        assert!(
+            stderr(&output).contains(&format!("agent {id} not found")),
+            "{command}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]

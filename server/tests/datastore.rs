@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use signet_core::selector::Selector;
-use signet_server::datastore::{Datastore, DatastoreError};
+use signet_server::datastore::{Datastore, DatastoreError, JwtAuthorityRecord};
 use signet_server::model::{AttestedAgent, JoinToken, RegistrationEntry};
 use spiffe::{SpiffeId, TrustDomain};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -76,6 +76,9 @@ datastore_cases!(
     agent_delete,
     bundle_append_is_idempotent,
     bundle_rejects_non_certificate,
+    jwt_authority_append_is_idempotent,
+    jwt_authority_key_id_conflict_is_rejected,
+    jwt_authority_rejects_invalid_key,
 );
 
 // === cases ===
@@ -331,6 +334,11 @@ async fn expired_join_token_is_rejected_and_deleted(store: &Datastore) {
     assert!(error.is_expired(), "{error:?}");
     assert!(!error.to_string().contains("expired-token"), "{error}");
     assert_eq!(again, None);
+
+    // One fact, as RFC 3339: the agent adds the advice to create a new token.
+    let message = error.to_string();
+    let rfc3339 = message.strip_prefix("join token expired at ").unwrap();
+    assert!(humantime::parse_rfc3339(rfc3339).is_ok(), "{message}");
 }
 
 async fn duplicate_join_token_is_rejected(store: &Datastore) {
@@ -447,6 +455,74 @@ async fn bundle_rejects_non_certificate(store: &Datastore) {
     trailing.push(0);
     for bad in [b"not a certificate".to_vec(), trailing, Vec::new()] {
         let error = store.append_bundle_authority(&bad).await.unwrap_err();
+        assert!(
+            matches!(error, DatastoreError::InvalidArgument { .. }),
+            "{error:?}"
+        );
+    }
+    assert_eq!(store.bundle().await.unwrap().sequence_number, 0);
+}
+
+async fn jwt_authority_append_is_idempotent(store: &Datastore) {
+    let certificate = certificate_der("ca");
+    store.append_bundle_authority(&certificate).await.unwrap();
+    let first = jwt_authority("first");
+    let second = jwt_authority("second");
+
+    let after_first = store.append_jwt_authority(&first).await.unwrap();
+    let repeated = store.append_jwt_authority(&first).await.unwrap();
+    let after_second = store.append_jwt_authority(&second).await.unwrap();
+
+    assert_eq!(after_first.jwt_authorities, vec![first.clone()]);
+    assert_eq!(after_first.sequence_number, 2);
+    assert_eq!(repeated, after_first);
+    assert_eq!(after_second.jwt_authorities, vec![first, second]);
+    assert_eq!(after_second.authorities, vec![certificate]);
+    assert_eq!(after_second.sequence_number, 3);
+    assert_eq!(store.bundle().await.unwrap(), after_second);
+}
+
+async fn jwt_authority_key_id_conflict_is_rejected(store: &Datastore) {
+    let stored = jwt_authority("kid");
+    store.append_jwt_authority(&stored).await.unwrap();
+    let other_key = JwtAuthorityRecord {
+        public_key_der: jwt_authority("other").public_key_der,
+        ..stored.clone()
+    };
+    let other_expiry = JwtAuthorityRecord {
+        expires_at: stored.expires_at + 1,
+        ..stored.clone()
+    };
+
+    for conflicting in [other_key, other_expiry] {
+        let error = store.append_jwt_authority(&conflicting).await.unwrap_err();
+        assert!(error.is_already_exists(), "{error:?}");
+    }
+    let bundle = store.bundle().await.unwrap();
+    assert_eq!(bundle.jwt_authorities, vec![stored]);
+    assert_eq!(bundle.sequence_number, 1);
+}
+
+async fn jwt_authority_rejects_invalid_key(store: &Datastore) {
+    let valid = jwt_authority("valid");
+    let mut trailing = valid.public_key_der.clone();
+    trailing.push(0);
+    let cases = [
+        JwtAuthorityRecord {
+            key_id: String::new(),
+            ..valid.clone()
+        },
+        JwtAuthorityRecord {
+            public_key_der: b"not a key".to_vec(),
+            ..valid.clone()
+        },
+        JwtAuthorityRecord {
+            public_key_der: trailing,
+            ..valid
+        },
+    ];
+    for bad in cases {
+        let error = store.append_jwt_authority(&bad).await.unwrap_err();
         assert!(
             matches!(error, DatastoreError::InvalidArgument { .. }),
             "{error:?}"
@@ -621,6 +697,17 @@ fn certificate_der(name: &str) -> Vec<u8> {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec![format!("{name}.example.org")]).unwrap();
     params.self_signed(&key).unwrap().der().to_vec()
+}
+
+fn jwt_authority(key_id: &str) -> JwtAuthorityRecord {
+    use rcgen::PublicKeyData;
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    JwtAuthorityRecord {
+        key_id: key_id.to_owned(),
+        public_key_der: key.subject_public_key_info(),
+        expires_at: unix_now() + 3600,
+    }
 }
 
 fn spiffe_id(text: &str) -> SpiffeId {

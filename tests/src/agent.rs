@@ -4,7 +4,7 @@
 use std::fs::{self, Permissions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{ExitStatus, Output};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -111,6 +111,33 @@ impl Agent {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await?;
         self.launch(false).await
+    }
+
+    /// Stops the agent and starts it again on the same data directory with `join_token`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Agent::stop`] and [`Agent::start_with`].
+    pub async fn restart_with_token(&mut self, join_token: &str) -> anyhow::Result<()> {
+        self.stop().await?;
+        join_token.clone_into(&mut self.join_token);
+        self.launch(true).await
+    }
+
+    /// Waits until the agent exits on its own, and returns its exit status.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the agent is not running or still runs after `timeout`.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let process = self.process.as_mut().context("the agent is not running")?;
+        let status = wait::eventually("the agent to exit", timeout, || {
+            let exited = process.try_exit();
+            async move { exited?.context("still running") }
+        })
+        .await?;
+        self.process = None;
+        Ok(status)
     }
 
     /// Returns the SPIFFE ID the server gives this agent.

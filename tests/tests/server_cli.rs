@@ -131,9 +131,19 @@ async fn bundle_show_prints_spiffe_bundle_format() {
 
     let bundle: serde_json::Value = serde_json::from_str(&json).unwrap();
     let keys = bundle["keys"].as_array().expect("a keys array");
-    assert!(!keys.is_empty(), "{json}");
-    for key in keys {
-        assert_eq!(key["use"], "x509-svid", "{key}");
+    let (x509_keys, jwt_keys): (Vec<_>, Vec<_>) =
+        keys.iter().partition(|key| key["use"] == "x509-svid");
+    assert!(!x509_keys.is_empty(), "{json}");
+    assert_eq!(jwt_keys.len(), 1, "one JWT signing key: {json}");
+    for key in jwt_keys {
+        assert_eq!(key["use"], "jwt-svid", "{key}");
+        assert!(
+            key["kid"].as_str().is_some_and(|kid| !kid.is_empty()),
+            "{key}"
+        );
+        assert!(key.get("x5c").is_none(), "{key}");
+    }
+    for key in x509_keys {
         assert!(
             key.get("kid").is_none(),
             "x509-svid keys carry no kid: {key}"

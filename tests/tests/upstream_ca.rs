@@ -1,7 +1,8 @@
 //! A server whose CA is signed by an upstream CA: SVID chains carry the intermediate, and the
 //! bundle contains the upstream root.
 
-use std::fs;
+use std::fs::{self, Permissions};
+use std::os::unix::fs::PermissionsExt;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use signet_e2e::svid;
@@ -24,6 +25,7 @@ async fn upstream_ca_chain_served_to_workloads() {
         let key_path = dir.path().join("upstream.key");
         fs::write(&cert_path, root.pem()).unwrap();
         fs::write(&key_path, key.serialize_pem()).unwrap();
+        fs::set_permissions(&key_path, Permissions::from_mode(0o600)).unwrap();
         (root.der().to_vec(), cert_path, key_path)
     };
     let options = ServerOptions {

@@ -169,20 +169,6 @@ async fn unregistered_uid_denied_every_x509_method() {
 }
 
 #[tokio::test]
-async fn jwt_methods_are_unimplemented() {
-    let deployment = Deployment::start().await.unwrap();
-    deployment.fetch_x509_context().await.unwrap();
-    let script = Script::load("raw_call.py").unwrap();
-    let endpoint = deployment.agent.endpoint();
-
-    for method in ["FetchJWTSVID", "FetchJWTBundles", "ValidateJWTSVID"] {
-        let output = script.run(&[&endpoint, method]).await.unwrap();
-        let json = python::json_output(&output).unwrap();
-        assert_eq!(json["code"], "UNIMPLEMENTED", "{method}: {json}");
-    }
-}
-
-#[tokio::test]
 async fn deleted_entry_ends_stream_with_permission_denied() {
     let deployment = Deployment::start().await.unwrap();
     deployment.fetch_x509_context().await.unwrap();

@@ -2,12 +2,14 @@
 //! agent's Workload API the way a workload does.
 
 mod healthcheck;
+mod jwt;
 mod x509;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use signet_core::duration::parse_ttl;
 use spiffe::WorkloadApiClient;
 use spiffe::transport::Endpoint;
 
@@ -46,6 +48,9 @@ pub enum ApiCommand {
     /// Fetches once and prints what the agent returned.
     #[command(subcommand)]
     Fetch(FetchCommand),
+    /// Has the agent validate an SVID.
+    #[command(subcommand)]
+    Validate(ValidateCommand),
     /// Prints every X509-SVID update as it arrives, until interrupted.
     Watch(WatchArgs),
 }
@@ -53,8 +58,19 @@ pub enum ApiCommand {
 /// Subcommands of `signet-agent api fetch`.
 #[derive(Debug, clap::Subcommand)]
 pub enum FetchCommand {
+    /// Fetches JWT-SVIDs for an audience and prints their tokens.
+    Jwt(FetchJwtArgs),
+    /// Fetches the JWT bundles (JWK Sets) the caller may use to verify JWT-SVIDs.
+    JwtBundle(FetchJwtBundleArgs),
     /// Fetches the caller's X509-SVIDs and X.509 bundles.
     X509(FetchX509Args),
+}
+
+/// Subcommands of `signet-agent api validate`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ValidateCommand {
+    /// Validates a JWT-SVID for an audience. Exits 0 if it is valid, else 1.
+    Jwt(ValidateJwtArgs),
 }
 
 /// Location of the Workload API.
@@ -80,6 +96,48 @@ pub struct FetchX509Args {
     pub output: OutputFormat,
 }
 
+/// Arguments of `signet-agent api fetch jwt`.
+#[derive(Debug, clap::Args)]
+pub struct FetchJwtArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// Audience to put in the tokens' `aud` claim; repeat for several.
+    #[arg(long, required = true, value_name = "AUDIENCE")]
+    pub audience: Vec<String>,
+    /// SPIFFE ID to fetch a JWT-SVID for [default: every identity of the caller].
+    #[arg(long, value_name = "ID")]
+    pub spiffe_id: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+/// Arguments of `signet-agent api fetch jwt-bundle`.
+#[derive(Debug, clap::Args)]
+pub struct FetchJwtBundleArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+/// Arguments of `signet-agent api validate jwt`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateJwtArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// Audience the token must contain in its `aud` claim.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: String,
+    /// The JWT-SVID in JWS compact serialization.
+    #[arg(long, value_name = "TOKEN")]
+    pub svid: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
 /// Arguments of `signet-agent api watch`.
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
@@ -95,8 +153,8 @@ pub struct WatchArgs {
 pub struct HealthcheckArgs {
     #[command(flatten)]
     pub endpoint: EndpointArgs,
-    /// Maximum time to wait for the agent's response, for example `10s`.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Maximum time to wait for the agent's response, for example `10s`; must be above zero.
+    #[arg(long, default_value = "10s", value_parser = parse_ttl)]
     pub timeout: Duration,
 }
 
@@ -117,7 +175,10 @@ pub enum OutputFormat {
 /// or when `--write` fails.
 pub async fn run_api(command: ApiCommand) -> anyhow::Result<()> {
     match command {
+        ApiCommand::Fetch(FetchCommand::Jwt(args)) => jwt::fetch(&args).await,
+        ApiCommand::Fetch(FetchCommand::JwtBundle(args)) => jwt::fetch_bundles(&args).await,
         ApiCommand::Fetch(FetchCommand::X509(args)) => x509::fetch(&args).await,
+        ApiCommand::Validate(ValidateCommand::Jwt(args)) => jwt::validate(&args).await,
         ApiCommand::Watch(args) => x509::watch(&args).await,
     }
 }

@@ -7,6 +7,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::*;
 use crate::cache::Snapshot;
+use crate::jwt::test_support::TestSigner;
 use crate::test_util::TestCa;
 use crate::workload_api::test_support::{
     TestServer, own_uid_selector, signed_identity, snapshot, trust_domain,
@@ -123,4 +124,140 @@ async fn fetch_writes_svid_key_and_bundle() {
     let bundle = pem::parse_many(fs::read(out.join("bundle.0.pem")).unwrap()).unwrap();
     assert_eq!(bundle.len(), 1);
     assert_eq!(bundle[0].contents(), ca.bundle()[0].as_ref());
+}
+
+#[test]
+fn healthcheck_rejects_zero_timeout() {
+    let error = Cli::try_parse_from(["signet-agent", "healthcheck", "--timeout", "0"]).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("--timeout"), "{message}");
+    assert!(message.contains("greater than zero"), "{message}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn fetch_with_write_path_of_regular_file_fails_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afile");
+    fs::write(&file, b"keep").unwrap();
+    let args = FetchX509Args {
+        // No agent listens here: the error must come from the --write check first.
+        endpoint: endpoint_args(&dir.path().join("missing.sock")),
+        write: Some(file.clone()),
+        output: OutputFormat::Human,
+    };
+
+    let error = run_api(ApiCommand::Fetch(FetchCommand::X509(args)))
+        .await
+        .unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains("is not a directory"), "{message}");
+    assert!(message.contains(&file.display().to_string()), "{message}");
+    assert_eq!(fs::read(&file).unwrap(), b"keep");
+}
+
+#[test]
+fn parses_fetch_jwt_with_repeated_audience() {
+    let cli = Cli::try_parse_from([
+        "signet-agent",
+        "api",
+        "fetch",
+        "jwt",
+        "--audience",
+        "db",
+        "--audience",
+        "cache",
+        "--spiffe-id",
+        "spiffe://example.org/web",
+    ])
+    .unwrap();
+
+    let Command::Api(ApiCommand::Fetch(FetchCommand::Jwt(args))) = cli.command else {
+        panic!("unexpected command {:?}", cli.command);
+    };
+    assert_eq!(args.audience, ["db", "cache"]);
+    assert_eq!(args.spiffe_id.as_deref(), Some("spiffe://example.org/web"));
+    assert_eq!(args.output, OutputFormat::Human);
+}
+
+#[test]
+fn fetch_jwt_requires_audience() {
+    let error = Cli::try_parse_from(["signet-agent", "api", "fetch", "jwt"]).unwrap_err();
+    assert_eq!(
+        error.kind(),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
+}
+
+#[test]
+fn parses_validate_jwt() {
+    let cli = Cli::try_parse_from([
+        "signet-agent",
+        "api",
+        "validate",
+        "jwt",
+        "--audience",
+        "db",
+        "--svid",
+        "a.b.c",
+    ])
+    .unwrap();
+
+    let Command::Api(ApiCommand::Validate(ValidateCommand::Jwt(args))) = cli.command else {
+        panic!("unexpected command {:?}", cli.command);
+    };
+    assert_eq!(args.audience, "db");
+    assert_eq!(args.svid, "a.b.c");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn fetch_and_validate_jwt_through_agent() {
+    let signer = std::sync::Arc::new(TestSigner::new(Duration::from_secs(300)));
+    let server = TestServer::start_with_signer(std::sync::Arc::clone(&signer) as _).await;
+    let ca = TestCa::new();
+    let web = signed_identity(&ca, "spiffe://example.org/web", vec![own_uid_selector()]);
+    let mut synced = snapshot(&ca, vec![web]);
+    synced.jwt_authorities = vec![signer.key.authority()];
+    server.cache.publish(synced);
+
+    let fetch = FetchJwtArgs {
+        endpoint: endpoint_args(&server.socket_path),
+        audience: vec!["db".to_owned()],
+        spiffe_id: None,
+        output: OutputFormat::Json,
+    };
+    run_api(ApiCommand::Fetch(FetchCommand::Jwt(fetch)))
+        .await
+        .unwrap();
+    assert_eq!(signer.calls(), 1);
+
+    let bundles = FetchJwtBundleArgs {
+        endpoint: endpoint_args(&server.socket_path),
+        output: OutputFormat::Json,
+    };
+    run_api(ApiCommand::Fetch(FetchCommand::JwtBundle(bundles)))
+        .await
+        .unwrap();
+
+    let validate = |svid: String, audience: &str| ValidateJwtArgs {
+        endpoint: endpoint_args(&server.socket_path),
+        audience: audience.to_owned(),
+        svid,
+        output: OutputFormat::Human,
+    };
+    let token = signer
+        .key
+        .token("spiffe://example.org/web", &["db"], Duration::from_secs(60));
+    run_api(ApiCommand::Validate(ValidateCommand::Jwt(validate(
+        token.clone(),
+        "db",
+    ))))
+    .await
+    .unwrap();
+    let error = run_api(ApiCommand::Validate(ValidateCommand::Jwt(validate(
+        token, "other",
+    ))))
+    .await
+    .unwrap_err();
+    assert!(format!("{error:#}").contains("other"), "{error:#}");
 }

@@ -40,6 +40,9 @@ struct BundleReport {
 /// Fetches the caller's X509-SVIDs and bundles once, prints them and writes them if asked.
 pub(super) async fn fetch(args: &FetchX509Args) -> anyhow::Result<()> {
     let endpoint = args.endpoint.endpoint()?;
+    if let Some(dir) = &args.write {
+        create_write_dir(dir)?;
+    }
     let started = Instant::now();
     let client = connect(&endpoint).await?;
     let context = client.fetch_x509_context().await.with_context(|| {
@@ -156,14 +159,23 @@ fn print_human(report: &X509Report, when: &str) {
     }
 }
 
-/// Writes, for the N-th SVID, `svid.N.pem` (chain, leaf first), `svid.N.key` (PKCS#8, mode
-/// 0600), `bundle.N.pem` (its own trust domain) and `federated_bundle.N.M.pem` (the others).
-fn write_files(dir: &Path, context: &X509Context) -> anyhow::Result<()> {
+/// Creates the `--write` directory, before anything is fetched or printed.
+fn create_write_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "--write {} exists and is not a directory: choose a directory",
+            dir.display()
+        );
+    }
     DirBuilder::new()
         .recursive(true)
         .create(dir)
-        .with_context(|| format!("creating {} failed", dir.display()))?;
+        .with_context(|| format!("creating {} failed", dir.display()))
+}
 
+/// Writes, for the N-th SVID, `svid.N.pem` (chain, leaf first), `svid.N.key` (PKCS#8, mode
+/// 0600), `bundle.N.pem` (its own trust domain) and `federated_bundle.N.M.pem` (the others).
+fn write_files(dir: &Path, context: &X509Context) -> anyhow::Result<()> {
     let mut bundles: Vec<_> = context.bundle_set().iter().collect();
     bundles.sort_by_key(|(trust_domain, _)| trust_domain.to_string());
     for (index, svid) in context.svids().iter().enumerate() {

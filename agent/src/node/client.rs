@@ -1,6 +1,9 @@
 //! Calls from the agent to the server's agent API, one method per RPC.
 
+use std::time::{Duration, SystemTime};
+
 use rustls::pki_types::CertificateDer;
+use signet_core::jwk::jwk_from_public_key_der;
 use signet_proto::signet::server::sync::v1::sync_client::SyncClient;
 use signet_proto::signet::server::sync::v1::{ChangeNotice, WatchChangesRequest};
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
@@ -14,15 +17,17 @@ use signet_proto::spire::api::server::entry::v1::GetAuthorizedEntriesRequest;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use signet_proto::spire::api::server::svid::v1::{
-    BatchNewX509svidRequest, NewX509svidParams, batch_new_x509svid_response,
+    BatchNewX509svidRequest, NewJwtsvidRequest, NewX509svidParams, batch_new_x509svid_response,
 };
-use signet_proto::spire::api::types::{AttestationData, Entry, X509svid};
+use signet_proto::spire::api::types::{AttestationData, Entry, JwtKey, Jwtsvid, X509svid};
 use spiffe::TrustDomain;
 use tonic::codec::Streaming;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::NodeError;
+use super::rejection::RejectionSignal;
+use crate::cache::JwtAuthority;
 
 /// Largest response the agent accepts; entry lists of large deployments exceed tonic's 4 MiB.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -33,14 +38,33 @@ const JOIN_TOKEN_ATTESTATION: &str = "join_token";
 #[derive(Clone, Debug)]
 pub struct ServerClient {
     channel: Channel,
+    rejection_signal: RejectionSignal,
 }
 
 /// Outcome of one `BatchNewX509SVID` item.
 pub type SignResult = batch_new_x509svid_response::Result;
 
+/// The own trust domain's bundle as the server sent it.
+#[derive(Clone, Debug)]
+pub struct TrustBundle {
+    /// X.509 authorities (DER), never empty.
+    pub x509_authorities: Vec<CertificateDer<'static>>,
+    /// JWT-SVID signing keys that have a key ID and a usable public key.
+    pub jwt_authorities: Vec<JwtAuthority>,
+}
+
 impl ServerClient {
     pub(crate) fn new(channel: Channel) -> Self {
-        Self { channel }
+        Self {
+            channel,
+            rejection_signal: RejectionSignal::new(),
+        }
+    }
+
+    /// Makes this client report rejections of the agent to `signal`.
+    pub(crate) fn with_rejection_signal(mut self, signal: RejectionSignal) -> Self {
+        self.rejection_signal = signal;
+        self
     }
 
     /// Attests with a join token and returns the agent X509-SVID the server signed for `csr`.
@@ -95,7 +119,7 @@ impl ServerClient {
         let response = AgentClient::new(self.channel.clone())
             .renew_agent(request)
             .await
-            .map_err(|status| NodeError::rpc("RenewAgent", &status))?
+            .map_err(|status| NodeError::rpc("RenewAgent", &self.observe(status)))?
             .into_inner();
         response.svid.ok_or(NodeError::MissingSvid("RenewAgent"))
     }
@@ -104,16 +128,28 @@ impl ServerClient {
     ///
     /// # Errors
     ///
-    /// [`NodeError::Rpc`] when the call fails, [`NodeError::InvalidBundle`] when the bundle is
-    /// for another trust domain or has no authority.
+    /// As for [`ServerClient::trust_bundle`].
     pub async fn bundle(
         &self,
         trust_domain: &TrustDomain,
     ) -> Result<Vec<CertificateDer<'static>>, NodeError> {
+        Ok(self.trust_bundle(trust_domain).await?.x509_authorities)
+    }
+
+    /// Fetches the bundle of `trust_domain` from the server: X.509 authorities and JWT keys.
+    ///
+    /// JWT keys without a key ID or with a public key that is not RSA, EC P-256 or EC P-384 are
+    /// left out with a warning, because no JWT-SVID can be verified with them.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Rpc`] when the call fails, [`NodeError::InvalidBundle`] when the bundle is
+    /// for another trust domain or has no X.509 authority.
+    pub async fn trust_bundle(&self, trust_domain: &TrustDomain) -> Result<TrustBundle, NodeError> {
         let bundle = BundleClient::new(self.channel.clone())
             .get_bundle(GetBundleRequest::default())
             .await
-            .map_err(|status| NodeError::rpc("GetBundle", &status))?
+            .map_err(|status| NodeError::rpc("GetBundle", &self.observe(status)))?
             .into_inner();
         if bundle.trust_domain != trust_domain.as_str() {
             return Err(NodeError::InvalidBundle(format!(
@@ -121,17 +157,25 @@ impl ServerClient {
                 bundle.trust_domain
             )));
         }
-        let authorities: Vec<_> = bundle
+        let x509_authorities: Vec<_> = bundle
             .x509_authorities
             .into_iter()
             .map(|authority| CertificateDer::from(authority.asn1))
             .collect();
-        if authorities.is_empty() {
+        if x509_authorities.is_empty() {
             return Err(NodeError::InvalidBundle(
                 "server sent a bundle without X.509 authorities".to_owned(),
             ));
         }
-        Ok(authorities)
+        let jwt_authorities = bundle
+            .jwt_authorities
+            .into_iter()
+            .filter_map(jwt_authority)
+            .collect();
+        Ok(TrustBundle {
+            x509_authorities,
+            jwt_authorities,
+        })
     }
 
     /// Fetches the registration entries this agent is authorized for.
@@ -143,7 +187,8 @@ impl ServerClient {
         let response = EntryClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .get_authorized_entries(GetAuthorizedEntriesRequest::default())
-            .await?;
+            .await
+            .map_err(|status| self.observe(status))?;
         Ok(response.into_inner().entries)
     }
 
@@ -159,8 +204,31 @@ impl ServerClient {
         let response = SvidClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .batch_new_x509svid(BatchNewX509svidRequest { params })
-            .await?;
+            .await
+            .map_err(|status| self.observe(status))?;
         Ok(response.into_inner().results)
+    }
+
+    /// Asks the server to sign a JWT-SVID for the registration entry `entry_id` with `audience`
+    /// as its `aud` claim.
+    ///
+    /// # Errors
+    ///
+    /// The status of a failed call.
+    pub async fn new_jwt_svid(
+        &self,
+        entry_id: &str,
+        audience: &[String],
+    ) -> Result<Option<Jwtsvid>, Status> {
+        let request = NewJwtsvidRequest {
+            entry_id: entry_id.to_owned(),
+            audience: audience.to_vec(),
+        };
+        let response = SvidClient::new(self.channel.clone())
+            .new_jwtsvid(request)
+            .await
+            .map_err(|status| self.observe(status))?;
+        Ok(response.into_inner().svid)
     }
 
     /// Opens the stream of change notices.
@@ -171,9 +239,33 @@ impl ServerClient {
     pub async fn watch_changes(&self) -> Result<Streaming<ChangeNotice>, Status> {
         let response = SyncClient::new(self.channel.clone())
             .watch_changes(WatchChangesRequest {})
-            .await?;
+            .await
+            .map_err(|status| self.observe(status))?;
         Ok(response.into_inner())
     }
+
+    /// Reports `status` to the node's rejection signal and returns it.
+    fn observe(&self, status: Status) -> Status {
+        self.rejection_signal.observe(&status);
+        status
+    }
+}
+
+/// Converts a JWT key from the bundle, or returns None (after logging why) for an unusable one.
+fn jwt_authority(key: JwtKey) -> Option<JwtAuthority> {
+    if let Err(error) = jwk_from_public_key_der(&key.public_key, &key.key_id) {
+        tracing::warn!(key_id = %key.key_id, error = %error, "Ignoring unusable JWT key in the bundle");
+        return None;
+    }
+    let expires_at = u64::try_from(key.expires_at)
+        .ok()
+        .filter(|seconds| *seconds > 0)
+        .map(|seconds| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds));
+    Some(JwtAuthority {
+        key_id: key.key_id,
+        public_key_der: key.public_key,
+        expires_at,
+    })
 }
 
 fn attest_error(status: Status) -> NodeError {

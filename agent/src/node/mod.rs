@@ -8,24 +8,33 @@
 mod backoff;
 mod channel;
 mod client;
+mod lock;
+mod rejection;
 mod renewal;
 mod store;
 
+use std::error::Error as StdError;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use rustls::CertificateError;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::CertificateDer;
 use signet_core::fs::create_private_dir;
 use signet_core::ids::{join_token_agent_id, redacted_agent_id, server_id};
-use signet_core::tls::{InsecureBootstrapVerifier, SpiffeServerVerifier, VerifierError};
+use signet_core::tls::{
+    InsecureBootstrapVerifier, SpiffeIdCheckError, SpiffeServerVerifier, VerifierError,
+};
 use spiffe::{SpiffeId, TrustDomain};
 use tonic::Status;
 
 pub use self::backoff::Backoff;
-pub use self::client::{ServerClient, SignResult};
+pub use self::client::{ServerClient, SignResult, TrustBundle};
+pub use self::lock::DataDirLock;
+pub use self::rejection::Rejection;
+use self::rejection::RejectionSignal;
 use crate::cache::X509SvidMaterial;
 use crate::config::{AgentConfig, Bootstrap, JoinToken, ServerAddress};
 use crate::svid::{self, PendingSvid, SvidError};
@@ -74,6 +83,44 @@ pub enum NodeError {
     /// The server asked for a challenge response, which join token attestation never sends.
     #[error("the server asked for an attestation challenge, which join token attestation lacks")]
     UnexpectedChallenge,
+    /// The server has no record of the agent and no join token was given to attest again.
+    #[error(
+        "the server has no record of agent {0}: it was evicted or never attested to this server; \
+         start the agent with a new --join-token from `signet-server token generate`"
+    )]
+    Evicted(String),
+    /// The server banned the agent.
+    #[error(
+        "the server banned agent {0}, so the agent stops; to run it again, an operator must \
+         start it with a new --join-token"
+    )]
+    Banned(String),
+    /// The server has no record of the agent, and attesting again with the join token failed.
+    #[error(
+        "the server has no record of agent {agent_id} (it may have been evicted), and attesting \
+         again with --join-token failed"
+    )]
+    ReattestFailed {
+        /// The agent's former SPIFFE ID, with the join token redacted.
+        agent_id: String,
+        /// Why the attestation failed.
+        #[source]
+        source: Box<NodeError>,
+    },
+    /// Another agent holds the lock on the data directory.
+    #[error("data directory {0} is in use by another agent: stop it or choose another --data-dir")]
+    DataDirInUse(PathBuf),
+    /// The agent's private key file is open to other users.
+    #[error(
+        "{path} has mode {mode:04o}, so other users may read the agent's private key: run \
+         `chmod 600 {path}`"
+    )]
+    InsecureKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A call to the server failed.
     #[error("{call} call to the server failed: {code:?}: {message}")]
     Rpc {
@@ -127,11 +174,14 @@ pub struct Node {
     trust_domain: TrustDomain,
     server_address: ServerAddress,
     data_dir: PathBuf,
+    rejection_signal: RejectionSignal,
     state: Mutex<State>,
 }
 
 struct State {
     svid: Arc<X509SvidMaterial>,
+    /// When to renew `svid`.
+    renew_at: SystemTime,
     bundle: Vec<CertificateDer<'static>>,
     client: ServerClient,
 }
@@ -181,6 +231,46 @@ impl Node {
         }
     }
 
+    /// Attests again after the server rejected this agent, replacing the stored SVID, when the
+    /// agent was not attested and a join token was given.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Banned`] for a banned agent, [`NodeError::Evicted`] without a join token,
+    /// [`NodeError::ReattestFailed`] when the attestation fails.
+    pub async fn reattest(
+        config: &AgentConfig,
+        previous: &Node,
+        rejection: Rejection,
+    ) -> Result<Self, NodeError> {
+        let agent_id = redacted_agent_id(&previous.agent_id);
+        let token = match (rejection, &config.join_token) {
+            (Rejection::Banned, _) => return Err(NodeError::Banned(agent_id)),
+            (Rejection::NotAttested, None) => return Err(NodeError::Evicted(agent_id)),
+            (Rejection::NotAttested, Some(token)) => token,
+        };
+        tracing::warn!(
+            spiffe_id = %agent_id,
+            "The server has no record of this agent, which may have been evicted: attesting again \
+             with the join token"
+        );
+        Self::attest(config, token, Some(previous.bundle()))
+            .await
+            .map_err(|source| NodeError::ReattestFailed {
+                agent_id,
+                source: Box::new(source),
+            })
+    }
+
+    /// Waits until a call to the server reveals that the server no longer serves this agent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn rejected(&self) -> Rejection {
+        self.rejection_signal.rejected().await
+    }
+
     /// Returns the agent's SPIFFE ID.
     pub fn agent_id(&self) -> &SpiffeId {
         &self.agent_id
@@ -201,9 +291,10 @@ impl Node {
         self.lock().bundle.clone()
     }
 
-    /// Returns when the agent SVID should be renewed: at half its lifetime.
+    /// Returns when the agent SVID should be renewed: at half its lifetime, or later when its
+    /// renewal was cut at the CA's expiry (see [`svid::refresh_at_after_renewal`]).
     pub fn renew_at(&self) -> SystemTime {
-        svid::refresh_at(&self.lock().svid)
+        self.lock().renew_at
     }
 
     /// Returns the agent SVID's notAfter.
@@ -257,6 +348,8 @@ impl Node {
             expiry = %humantime::format_rfc3339_seconds(svid.expires_at),
             "Renewed agent SVID"
         );
+        state.renew_at =
+            svid::refresh_at_after_renewal(&svid, Some(state.svid.expires_at), SystemTime::now());
         state.svid = svid;
         state.client = client;
         Ok(())
@@ -342,13 +435,17 @@ impl Node {
         bundle: Vec<CertificateDer<'static>>,
     ) -> Result<Self, NodeError> {
         let verifier = SpiffeServerVerifier::new(&bundle, server_id(&config.trust_domain))?;
-        let client = connect(config, Arc::new(verifier), Some(&svid))?;
+        let rejection_signal = RejectionSignal::new();
+        let client = connect(config, Arc::new(verifier), Some(&svid))?
+            .with_rejection_signal(rejection_signal.clone());
         Ok(Self {
             agent_id,
             trust_domain: config.trust_domain.clone(),
             server_address: config.server_address.clone(),
             data_dir: config.data_dir.clone(),
+            rejection_signal,
             state: Mutex::new(State {
+                renew_at: svid::refresh_at(&svid),
                 svid: Arc::new(svid),
                 bundle,
                 client,
@@ -363,10 +460,10 @@ impl Node {
     ) -> Result<ServerClient, NodeError> {
         let verifier = SpiffeServerVerifier::new(bundle, server_id(&self.trust_domain))?;
         let tls = channel::client_config(Arc::new(verifier), Some(svid)).map_err(NodeError::Tls)?;
-        Ok(ServerClient::new(channel::connect_lazy(
-            &self.server_address,
-            tls,
-        )))
+        Ok(
+            ServerClient::new(channel::connect_lazy(&self.server_address, tls))
+                .with_rejection_signal(self.rejection_signal.clone()),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -399,10 +496,18 @@ fn connect(
 }
 
 /// Returns the status message followed by those of its causes that add detail, such as
-/// "connection refused" or why the agent rejected the server's certificate.
+/// "connection refused", or only why the agent rejected the server's certificate.
 pub(crate) fn describe_status(status: &Status) -> String {
+    let mut source = StdError::source(status);
+    while let Some(cause) = source {
+        if let Some(problem) = server_certificate_problem(cause) {
+            return problem;
+        }
+        source = cause.source();
+    }
+
     let mut description = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
+    let mut source = StdError::source(status);
     while let Some(cause) = source {
         let detail = cause.to_string();
         if !description.contains(&detail) {
@@ -412,6 +517,40 @@ pub(crate) fn describe_status(status: &Status) -> String {
         source = cause.source();
     }
     description
+}
+
+/// Explains why the agent rejected the server's certificate, or returns None when `cause` is
+/// not such a rejection. rustls itself shows a custom certificate error through Debug.
+fn server_certificate_problem(cause: &(dyn StdError + 'static)) -> Option<String> {
+    let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
+        cause
+            .downcast_ref::<std::io::Error>()?
+            .get_ref()?
+            .downcast_ref::<rustls::Error>()
+    })?;
+    let rustls::Error::InvalidCertificate(problem) = tls else {
+        return None;
+    };
+    match problem {
+        CertificateError::Other(other) => match other.0.downcast_ref::<SpiffeIdCheckError>()? {
+            SpiffeIdCheckError::Mismatch {
+                expected,
+                presented,
+            } => Some(format!(
+                "the server presented SPIFFE ID {presented}, but the agent expects {expected}: \
+                 check --trust-domain"
+            )),
+            other => Some(format!(
+                "the server's certificate is not a valid X509-SVID: {other}"
+            )),
+        },
+        CertificateError::BadSignature | CertificateError::UnknownIssuer => Some(
+            "the trust bundle does not match the server's CA: the server's certificate does not \
+             verify with it (get the current bundle with `signet-server bundle show`)"
+                .to_owned(),
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! with mode 0600. Every file is replaced atomically (temporary file, fsync, rename).
 
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::CertificateDer;
@@ -20,6 +21,8 @@ use crate::svid;
 const SVID_FILE: &str = "agent_svid.der";
 const KEY_FILE: &str = "agent_svid.key";
 const BUNDLE_FILE: &str = "bundle.der";
+const PERMISSION_BITS: u32 = 0o7777;
+const GROUP_AND_OTHER_BITS: u32 = 0o077;
 
 /// State an earlier run of the agent left in its data directory.
 #[derive(Debug)]
@@ -42,6 +45,9 @@ pub(crate) fn load(data_dir: &Path) -> Result<Option<StoredState>, NodeError> {
 
     let chain = read_optional(&svid_path)?;
     let key = read_optional(&key_path)?.map(Zeroizing::new);
+    if key.is_some() {
+        check_private(&key_path)?;
+    }
     let bundle = read_optional(&bundle_path)?;
     let (chain, key, bundle) = match (chain, key, bundle) {
         (None, None, None) => return Ok(None),
@@ -95,6 +101,22 @@ pub(crate) fn save_bundle(
 ) -> Result<(), NodeError> {
     let path = data_dir.join(BUNDLE_FILE);
     write_atomic(&path, &concatenate(bundle), PUBLIC_FILE_MODE).map_err(store_error(&path))
+}
+
+/// Fails unless only the owner may access the key file at `path`.
+fn check_private(path: &Path) -> Result<(), NodeError> {
+    let mode = std::fs::metadata(path)
+        .map_err(store_error(path))?
+        .permissions()
+        .mode()
+        & PERMISSION_BITS;
+    if mode & GROUP_AND_OTHER_BITS != 0 {
+        return Err(NodeError::InsecureKeyFile {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, NodeError> {

@@ -5,9 +5,20 @@ use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::CertificateDer;
 use signet_core::tls::spiffe_id_of;
+use signet_proto::spire::api::server::agent::v1::agent_server::{
+    Agent as AgentService, AgentServer,
+};
+use signet_proto::spire::api::server::agent::v1::{
+    AttestAgentRequest, AttestAgentResponse, BanAgentRequest, CountAgentsRequest,
+    CountAgentsResponse, CreateJoinTokenRequest, DeleteAgentRequest, GetAgentRequest,
+    ListAgentsRequest, ListAgentsResponse, RenewAgentRequest, RenewAgentResponse,
+};
 use signet_proto::spire::api::server::bundle::v1::GetBundleRequest;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::{Bundle, BundleServer};
-use signet_proto::spire::api::types::{Bundle as ProtoBundle, X509Certificate};
+use signet_proto::spire::api::types::{
+    Agent as ProtoAgent, Bundle as ProtoBundle, JoinToken as ProtoJoinToken, X509Certificate,
+    X509svid,
+};
 use tonic::transport::Server;
 use tonic::{Request, Response};
 
@@ -126,9 +137,13 @@ async fn client_rejects_server_with_other_spiffe_id() {
     };
     assert_eq!(*code, tonic::Code::Unavailable);
     assert!(
-        message.contains("spiffe://example.org/imposter"),
+        message.contains(
+            "the server presented SPIFFE ID spiffe://example.org/imposter, but the agent \
+             expects spiffe://example.org/spire/server: check --trust-domain"
+        ),
         "{message}"
     );
+    assert!(!message.contains("OtherError"), "{message}");
     assert!(server.callers.lock().unwrap().is_empty());
 }
 
@@ -142,8 +157,117 @@ async fn client_rejects_server_from_other_ca() {
         .bundle(&trust_domain())
         .await;
 
-    assert!(matches!(result, Err(NodeError::Rpc { .. })), "{result:?}");
+    let Err(NodeError::Rpc { message, .. }) = &result else {
+        panic!("expected an RPC error, got {result:?}");
+    };
+    assert!(
+        message.contains("the trust bundle does not match the server's CA"),
+        "{message}"
+    );
     assert!(server.callers.lock().unwrap().is_empty());
+}
+
+/// A Bundle service that answers every call with `status`.
+struct RejectingBundle {
+    status: Status,
+}
+
+#[tonic::async_trait]
+impl Bundle for RejectingBundle {
+    async fn get_bundle(
+        &self,
+        _request: Request<GetBundleRequest>,
+    ) -> Result<Response<ProtoBundle>, Status> {
+        Err(self.status.clone())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn node_notices_that_the_server_no_longer_knows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let service = RejectingBundle {
+        status: Status::permission_denied(
+            "agent spiffe://example.org/spire/agent/join_token/sha256:ab is not attested; it \
+             may have been evicted",
+        ),
+    };
+    let router = Server::builder().add_service(BundleServer::new(service));
+    let mut config = config(dir.path(), None, Bootstrap::None);
+    config.server_address = serve_tls(&ca, SERVER_ID, router).await;
+    store_svid(&ca, dir.path(), SystemTime::now() - Duration::from_secs(60));
+    let node = Node::start(&config).await.unwrap();
+
+    let result = node.client().bundle(&trust_domain()).await;
+    assert!(matches!(result, Err(NodeError::Rpc { .. })), "{result:?}");
+
+    let rejection = tokio::time::timeout(Duration::from_secs(5), node.rejected())
+        .await
+        .expect("the rejection is reported at once");
+    assert_eq!(rejection, Rejection::NotAttested);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn evicted_agent_without_token_stops_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    store_svid(&ca, dir.path(), SystemTime::now() - Duration::from_secs(60));
+    let config = config(dir.path(), None, Bootstrap::None);
+    let node = Node::start(&config).await.unwrap();
+
+    let error = Node::reattest(&config, &node, Rejection::NotAttested)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, NodeError::Evicted(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("evicted"), "{message}");
+    assert!(message.contains("--join-token"), "{message}");
+    assert!(!message.contains("/join_token/abc"), "{message}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn banned_agent_stops_even_with_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    store_svid(&ca, dir.path(), SystemTime::now() - Duration::from_secs(60));
+    let config = config(dir.path(), Some("fresh"), Bootstrap::None);
+    let node = Node::start(&config).await.unwrap();
+
+    let error = Node::reattest(&config, &node, Rejection::Banned)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, NodeError::Banned(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn evicted_agent_with_token_attests_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    store_svid(&ca, dir.path(), SystemTime::now() - Duration::from_secs(60));
+    // Nothing listens on the configured port: the attempt to attest again shows in the error.
+    let config = config(dir.path(), Some("fresh"), Bootstrap::None);
+    let node = Node::start(&config).await.unwrap();
+
+    let error = Node::reattest(&config, &node, Rejection::NotAttested)
+        .await
+        .unwrap_err();
+
+    let NodeError::ReattestFailed { source, .. } = &error else {
+        panic!("expected a failed attestation, got {error:?}");
+    };
+    assert!(
+        matches!(
+            **source,
+            NodeError::JoinTokenRejected { .. }
+                | NodeError::Rpc {
+                    call: "AttestAgent",
+                    ..
+                }
+        ),
+        "{source:?}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -283,4 +407,114 @@ async fn update_bundle_stores_only_changes() {
     assert_eq!(node.bundle(), rotated);
     let stored = store::load(dir.path()).unwrap().unwrap();
     assert_eq!(stored.bundle, rotated);
+}
+
+/// An Agent service whose `RenewAgent` signs every agent SVID until `expiry`, like a server
+/// whose CA expires then. The other RPCs are not served.
+struct CappedAgentService {
+    ca: Arc<TestCa>,
+    expiry: SystemTime,
+}
+
+#[tonic::async_trait]
+impl AgentService for CappedAgentService {
+    type AttestAgentStream = tokio_stream::Empty<Result<AttestAgentResponse, Status>>;
+
+    async fn count_agents(
+        &self,
+        _: Request<CountAgentsRequest>,
+    ) -> Result<Response<CountAgentsResponse>, Status> {
+        Err(Status::unimplemented("not served"))
+    }
+
+    async fn list_agents(
+        &self,
+        _: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        Err(Status::unimplemented("not served"))
+    }
+
+    async fn get_agent(&self, _: Request<GetAgentRequest>) -> Result<Response<ProtoAgent>, Status> {
+        Err(Status::unimplemented("not served"))
+    }
+
+    async fn delete_agent(&self, _: Request<DeleteAgentRequest>) -> Result<Response<()>, Status> {
+        Err(Status::unimplemented("not served"))
+    }
+
+    async fn ban_agent(&self, _: Request<BanAgentRequest>) -> Result<Response<()>, Status> {
+        Err(Status::unimplemented("not served"))
+    }
+
+    async fn attest_agent(
+        &self,
+        _: Request<tonic::Streaming<AttestAgentRequest>>,
+    ) -> Result<Response<Self::AttestAgentStream>, Status> {
+        Err(Status::unimplemented("not served"))
+    }
+
+    async fn renew_agent(
+        &self,
+        request: Request<RenewAgentRequest>,
+    ) -> Result<Response<RenewAgentResponse>, Status> {
+        let csr = request.into_inner().params.unwrap().csr;
+        let lifetime = Duration::from_secs(600);
+        let chain = self.ca.sign_csr(
+            &csr,
+            &SpiffeId::new(AGENT_ID).unwrap(),
+            self.expiry - lifetime,
+            lifetime,
+        );
+        Ok(Response::new(RenewAgentResponse {
+            svid: Some(X509svid {
+                cert_chain: chain,
+                ..X509svid::default()
+            }),
+        }))
+    }
+
+    async fn create_join_token(
+        &self,
+        _: Request<CreateJoinTokenRequest>,
+    ) -> Result<Response<ProtoJoinToken>, Status> {
+        Err(Status::unimplemented("not served"))
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn agent_renewal_cut_at_ca_expiry_waits_before_renewing_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(TestCa::new());
+    let now = SystemTime::now();
+    let seconds = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds + 40);
+    let service = CappedAgentService {
+        ca: Arc::clone(&ca),
+        expiry,
+    };
+    let router = Server::builder().add_service(AgentServer::new(service));
+    let mut config = config(dir.path(), None, Bootstrap::None);
+    config.server_address = serve_tls(&ca, SERVER_ID, router).await;
+    // The stored SVID already ends at the CA's expiry and is past half its lifetime.
+    let agent_id = SpiffeId::new(AGENT_ID).unwrap();
+    let pending = PendingSvid::generate(&agent_id).unwrap();
+    let lifetime = Duration::from_secs(600);
+    let chain = ca.sign_csr(pending.csr_der(), &agent_id, expiry - lifetime, lifetime);
+    store::save_bundle(dir.path(), &ca.bundle()).unwrap();
+    store::save_svid(dir.path(), &pending.complete(chain).unwrap()).unwrap();
+    let node = Node::start(&config).await.unwrap();
+    assert!(node.renew_at() < now);
+
+    node.renew().await.unwrap();
+
+    assert_eq!(node.expires_at(), expiry);
+    assert!(
+        node.renew_at() >= now + Duration::from_secs(29),
+        "renewal due again in {:?}",
+        node.renew_at().duration_since(now)
+    );
+    assert!(node.renew_at() < expiry);
 }

@@ -94,11 +94,44 @@ fn refresh_at_is_half_life() {
     let material = pending.complete(chain).unwrap();
 
     assert_eq!(refresh_at(&material), start() + HOUR / 2);
-    assert!(!is_due(
-        &material,
-        start() + HOUR / 2 - Duration::from_secs(1)
-    ));
-    assert!(is_due(&material, start() + HOUR / 2));
+    let later = start() + Duration::from_secs(60);
+    assert_eq!(
+        refresh_at_after_renewal(&material, None, later),
+        start() + HOUR / 2
+    );
+    assert_eq!(
+        refresh_at_after_renewal(&material, Some(start()), later),
+        start() + HOUR / 2
+    );
+}
+
+#[test]
+fn renewal_cut_at_ca_expiry_waits_for_half_the_remaining_time_or_30_seconds() {
+    let ca = TestCa::new();
+    let pending = PendingSvid::generate(&workload_id()).unwrap();
+    let chain = ca.sign_csr(pending.csr_der(), &workload_id(), start(), HOUR);
+    let material = pending.complete(chain).unwrap();
+    let expiry = Some(material.expires_at);
+    let seconds_before_expiry = |seconds| material.expires_at - Duration::from_secs(seconds);
+
+    // 20 minutes left: renew after 10 minutes, the midpoint of the remaining time.
+    let now = seconds_before_expiry(1200);
+    assert_eq!(
+        refresh_at_after_renewal(&material, expiry, now),
+        now + Duration::from_secs(600)
+    );
+    // 40 seconds left: the midpoint is 20 s away, so wait the minimum of 30 s.
+    let now = seconds_before_expiry(40);
+    assert_eq!(
+        refresh_at_after_renewal(&material, expiry, now),
+        now + CUT_RENEWAL_MIN_WAIT
+    );
+    // 10 seconds left: renew just before expiry instead of every second.
+    let now = seconds_before_expiry(10);
+    assert_eq!(
+        refresh_at_after_renewal(&material, expiry, now),
+        seconds_before_expiry(1)
+    );
 }
 
 #[test]

@@ -27,6 +27,8 @@ struct Minted {
     spiffe_id: SpiffeId,
     revision_number: i64,
     svid: Arc<X509SvidMaterial>,
+    /// When to renew `svid`.
+    refresh_at: SystemTime,
 }
 
 impl SvidStore {
@@ -39,10 +41,7 @@ impl SvidStore {
 
     /// Returns the earliest time an SVID needs renewal, or None without SVIDs.
     pub(crate) fn next_refresh(&self) -> Option<SystemTime> {
-        self.svids
-            .values()
-            .map(|minted| svid::refresh_at(&minted.svid))
-            .min()
+        self.svids.values().map(|minted| minted.refresh_at).min()
     }
 
     /// Drops the SVIDs of entries that are no longer served, changed or expired at `now`.
@@ -71,7 +70,7 @@ impl SvidStore {
             .filter(|entry| {
                 self.svids
                     .get(&entry.entry_id)
-                    .is_none_or(|minted| svid::is_due(&minted.svid, now))
+                    .is_none_or(|minted| now >= minted.refresh_at || now >= minted.svid.expires_at)
             })
             .collect()
     }
@@ -161,9 +160,18 @@ impl SvidStore {
                     expiry = %humantime::format_rfc3339_seconds(svid.expires_at),
                     "Received X509-SVID"
                 );
+                let previous_expiry = self
+                    .svids
+                    .get(&entry.entry_id)
+                    .map(|minted| minted.svid.expires_at);
                 let minted = Minted {
                     spiffe_id: entry.spiffe_id.clone(),
                     revision_number: entry.revision_number,
+                    refresh_at: svid::refresh_at_after_renewal(
+                        &svid,
+                        previous_expiry,
+                        SystemTime::now(),
+                    ),
                     svid: Arc::new(svid),
                 };
                 self.svids.insert(entry.entry_id.clone(), minted);
@@ -174,5 +182,86 @@ impl SvidStore {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use signet_core::ids::to_proto_id;
+    use signet_proto::spire::api::types::{Entry, Selector, X509svid};
+    use spiffe::TrustDomain;
+
+    use super::*;
+    use crate::sync::entries::served_entries;
+    use crate::test_util::TestCa;
+
+    fn served_entry() -> ServedEntry {
+        let id = |text: &str| Some(to_proto_id(&SpiffeId::new(text).unwrap()));
+        let entry = Entry {
+            id: "web".to_owned(),
+            spiffe_id: id("spiffe://example.org/web"),
+            parent_id: id("spiffe://example.org/spire/agent/join_token/abc"),
+            selectors: vec![Selector {
+                r#type: "unix".to_owned(),
+                value: "uid:1000".to_owned(),
+            }],
+            ..Entry::default()
+        };
+        let trust_domain = TrustDomain::new("example.org").unwrap();
+        served_entries(vec![entry], &trust_domain, SystemTime::now()).remove(0)
+    }
+
+    /// Signs an X509-SVID for `entry` that ends at `expiry`, as a server whose CA expires then.
+    fn sign_until(
+        ca: &TestCa,
+        entry: &ServedEntry,
+        expiry: SystemTime,
+    ) -> (PendingSvid, SignResult) {
+        let pending = PendingSvid::generate(&entry.spiffe_id).unwrap();
+        let not_before = expiry - Duration::from_secs(600);
+        let chain = ca.sign_csr(
+            pending.csr_der(),
+            &entry.spiffe_id,
+            not_before,
+            Duration::from_secs(600),
+        );
+        let result = SignResult {
+            status: None,
+            svid: Some(X509svid {
+                cert_chain: chain,
+                ..X509svid::default()
+            }),
+        };
+        (pending, result)
+    }
+
+    #[test]
+    fn renewal_cut_at_the_same_expiry_is_not_due_again_at_once() {
+        let ca = TestCa::new();
+        let entry = served_entry();
+        let now = SystemTime::now();
+        let seconds = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // Past half its lifetime already: the plain rule would renew it again at once.
+        let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds + 40);
+        let mut store = SvidStore::default();
+
+        let (pending, result) = sign_until(&ca, &entry, expiry);
+        assert!(store.accept(&entry, pending, result));
+        assert_eq!(store.due(std::slice::from_ref(&entry), now).len(), 1);
+
+        let (pending, result) = sign_until(&ca, &entry, expiry);
+        assert!(store.accept(&entry, pending, result));
+        assert!(store.due(std::slice::from_ref(&entry), now).is_empty());
+        let next = store.next_refresh().unwrap();
+        assert!(
+            next >= now + Duration::from_secs(29) && next < expiry,
+            "next renewal in {:?}",
+            next.duration_since(now)
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! Entry sync: keeps the cache equal to what the server authorizes this agent to serve.
 //!
-//! A sync fetches the authorized entries and the bundle, has the server sign an X509-SVID for
-//! every entry without a fresh one, and publishes a new snapshot when anything changed. It runs
-//! at start, on every change notice from the server, when the first SVID reaches half its
-//! lifetime, and at least every 30 seconds in case a notice was lost.
+//! A sync fetches the authorized entries and the bundle (X.509 authorities and JWT keys), has
+//! the server sign an X509-SVID for every entry without a fresh one, and publishes a new
+//! snapshot when anything changed. It runs at start, on every change notice from the server,
+//! when the first SVID reaches half its lifetime, and at least every 30 seconds in case a
+//! notice was lost.
 
 mod entries;
 mod mint;
@@ -104,8 +105,8 @@ impl Syncer {
             .authorized_entries()
             .await
             .map_err(|status| NodeError::rpc("GetAuthorizedEntries", &status))?;
-        let bundle = client.bundle(self.node.trust_domain()).await?;
-        self.node.update_bundle(bundle.clone())?;
+        let bundle = client.trust_bundle(self.node.trust_domain()).await?;
+        self.node.update_bundle(bundle.x509_authorities.clone())?;
 
         // Sign what is missing or due.
         let now = SystemTime::now();
@@ -124,7 +125,8 @@ impl Syncer {
         // Publish.
         let snapshot = Snapshot {
             trust_domain: self.node.trust_domain().clone(),
-            bundle,
+            bundle: bundle.x509_authorities,
+            jwt_authorities: bundle.jwt_authorities,
             identities: self.identities(entries),
             revision: 0,
         };
@@ -199,6 +201,7 @@ fn withdraw_expired(cache: &Cache, now: SystemTime) -> Option<Duration> {
 /// Returns true when `new` would show a workload anything `old` does not.
 fn differs(old: &Snapshot, new: &Snapshot) -> bool {
     old.bundle != new.bundle
+        || old.jwt_authorities != new.jwt_authorities
         || old.identities.len() != new.identities.len()
         || old
             .identities

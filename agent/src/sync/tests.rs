@@ -102,6 +102,12 @@ fn differs_detects_each_change() {
     new_bundle.bundle = vec![vec![1u8].into()];
     assert!(differs(&base, &new_bundle), "bundle");
 
+    let mut new_jwt_key = base.clone();
+    new_jwt_key
+        .jwt_authorities
+        .push(crate::jwt::test_support::TestJwtKey::es256("k").authority());
+    assert!(differs(&base, &new_jwt_key), "JWT authority");
+
     let fewer = snapshot(Vec::new());
     assert!(differs(&base, &fewer), "identity removed");
 }
@@ -134,8 +140,8 @@ mod against_server {
         BatchNewX509svidRequest, BatchNewX509svidResponse, batch_new_x509svid_response,
     };
     use signet_proto::spire::api::types::{
-        Bundle as ProtoBundle, Entry, Selector as ProtoSelector, Status as ProtoStatus,
-        X509Certificate, X509svid,
+        Bundle as ProtoBundle, Entry, JwtKey, Jwtsvid, Selector as ProtoSelector,
+        Status as ProtoStatus, X509Certificate, X509svid,
     };
     use tokio::sync::watch;
     use tokio_stream::wrappers::WatchStream;
@@ -145,6 +151,8 @@ mod against_server {
 
     use super::*;
     use crate::config::{AgentConfig, Bootstrap};
+    use crate::jwt::JwtSigner;
+    use crate::jwt::test_support::TestJwtKey;
     use crate::node::Node;
     use crate::svid::PendingSvid;
     use crate::test_util::{TestCa, serve_tls};
@@ -157,6 +165,8 @@ mod against_server {
     struct FakeServer {
         ca: Arc<TestCa>,
         entries: Arc<Mutex<Vec<Entry>>>,
+        jwt_keys: Arc<Mutex<Vec<JwtKey>>>,
+        jwt_signer: Arc<TestJwtKey>,
         revision: watch::Sender<u64>,
     }
 
@@ -184,6 +194,7 @@ mod against_server {
             Ok(Response::new(ProtoBundle {
                 trust_domain: "example.org".to_owned(),
                 x509_authorities: authorities.collect(),
+                jwt_authorities: self.jwt_keys.lock().unwrap().clone(),
                 ..ProtoBundle::default()
             }))
         }
@@ -236,9 +247,37 @@ mod against_server {
 
         async fn new_jwtsvid(
             &self,
-            _request: Request<svid_v1::NewJwtsvidRequest>,
+            request: Request<svid_v1::NewJwtsvidRequest>,
         ) -> Result<Response<svid_v1::NewJwtsvidResponse>, Status> {
-            Err(Status::unimplemented("not used by sync"))
+            let request = request.into_inner();
+            let entry = self
+                .entries
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|entry| entry.id == request.entry_id)
+                .cloned()
+                .ok_or_else(|| Status::not_found("entry not found"))?;
+            let spiffe_id = signet_core::ids::from_proto_id(entry.spiffe_id.as_ref()).unwrap();
+            let audience: Vec<&str> = request.audience.iter().map(String::as_str).collect();
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let svid = Jwtsvid {
+                token: self.jwt_signer.token(
+                    &spiffe_id.to_string(),
+                    &audience,
+                    Duration::from_secs(300),
+                ),
+                id: entry.spiffe_id,
+                expires_at: i64::try_from(now + 300).unwrap(),
+                issued_at: i64::try_from(now).unwrap(),
+                hint: entry.hint,
+            };
+            Ok(Response::new(svid_v1::NewJwtsvidResponse {
+                svid: Some(svid),
+            }))
         }
     }
 
@@ -329,6 +368,16 @@ mod against_server {
         }
     }
 
+    fn fake_server(ca: &Arc<TestCa>) -> FakeServer {
+        FakeServer {
+            ca: Arc::clone(ca),
+            entries: Arc::new(Mutex::new(Vec::new())),
+            jwt_keys: Arc::new(Mutex::new(Vec::new())),
+            jwt_signer: Arc::new(TestJwtKey::es256("jwt-1")),
+            revision: watch::channel(0).0,
+        }
+    }
+
     fn entry(id: &str, spiffe_id: &str, parent_id: &SpiffeId, created_at: i64) -> Entry {
         Entry {
             id: id.to_owned(),
@@ -400,11 +449,7 @@ mod against_server {
     async fn sync_signs_entries_and_follows_changes() {
         let ca = Arc::new(TestCa::new());
         let agent_id = SpiffeId::new(AGENT_ID).unwrap();
-        let server = FakeServer {
-            ca: Arc::clone(&ca),
-            entries: Arc::new(Mutex::new(Vec::new())),
-            revision: watch::channel(0).0,
-        };
+        let server = fake_server(&ca);
         server.set_entries(vec![
             entry("web", "spiffe://example.org/web", &agent_id, 2),
             entry(
@@ -441,5 +486,94 @@ mod against_server {
         assert!(snapshot.identities[0].svid.is_some());
 
         syncing.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sync_publishes_usable_jwt_keys() {
+        let ca = Arc::new(TestCa::new());
+        let agent_id = SpiffeId::new(AGENT_ID).unwrap();
+        let server = fake_server(&ca);
+        let authority = server.jwt_signer.authority();
+        *server.jwt_keys.lock().unwrap() = vec![
+            JwtKey {
+                public_key: authority.public_key_der.clone(),
+                key_id: authority.key_id.clone(),
+                expires_at: 4_000_000_000,
+                tainted: false,
+            },
+            JwtKey {
+                public_key: vec![1, 2, 3],
+                key_id: "garbage".to_owned(),
+                ..JwtKey::default()
+            },
+            JwtKey {
+                public_key: authority.public_key_der.clone(),
+                key_id: String::new(),
+                ..JwtKey::default()
+            },
+        ];
+        server.set_entries(vec![entry("web", "spiffe://example.org/web", &agent_id, 1)]);
+        let node = start_agent_node(&ca, server.clone()).await;
+        let cache = Cache::new(trust_domain());
+        let mut snapshots = cache.subscribe();
+        let syncing = tokio::spawn(run(Arc::clone(&node), cache.clone()));
+
+        let snapshot = wait_for(&mut snapshots, |snapshot| is_fully_signed(snapshot, 1)).await;
+        assert_eq!(snapshot.jwt_authorities.len(), 1);
+        assert_eq!(snapshot.jwt_authorities[0].key_id, "jwt-1");
+        assert_eq!(
+            snapshot.jwt_authorities[0].expires_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000))
+        );
+
+        // A new key reaches the cache on the change notice.
+        let next = TestJwtKey::es256("jwt-2").authority();
+        server.jwt_keys.lock().unwrap().push(JwtKey {
+            public_key: next.public_key_der,
+            key_id: next.key_id,
+            ..JwtKey::default()
+        });
+        server.revision.send_modify(|revision| *revision += 1);
+        let snapshot = wait_for(&mut snapshots, |snapshot| {
+            snapshot.jwt_authorities.len() == 2
+        })
+        .await;
+        assert_eq!(snapshot.jwt_authorities[1].key_id, "jwt-2");
+
+        syncing.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn node_signs_jwt_svids_through_the_server() {
+        let ca = Arc::new(TestCa::new());
+        let agent_id = SpiffeId::new(AGENT_ID).unwrap();
+        let server = fake_server(&ca);
+        server.set_entries(vec![entry("web", "spiffe://example.org/web", &agent_id, 1)]);
+        let node = start_agent_node(&ca, server.clone()).await;
+
+        let audience = vec!["db".to_owned()];
+        let token = node.new_jwt_svid("web", &audience).await.unwrap();
+        let validated = crate::jwt::validate(
+            &token.token,
+            "db",
+            &trust_domain(),
+            &[server.jwt_signer.authority()],
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(validated.spiffe_id.to_string(), "spiffe://example.org/web");
+        assert!(token.expires_at > SystemTime::now());
+
+        let error = node.new_jwt_svid("missing", &audience).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                crate::jwt::FetchError::Rpc {
+                    code: tonic::Code::NotFound,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 }

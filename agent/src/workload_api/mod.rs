@@ -1,12 +1,13 @@
 //! The SPIFFE Workload API server on a Unix socket.
 //!
 //! Every local user may connect: the socket is mode 0777, and the `unix` workload attestor, not
-//! file permissions, decides what each caller receives. Only the X.509 RPCs are served; the JWT
-//! RPCs return `Unimplemented`.
+//! file permissions, decides what each caller receives. JWT-SVIDs are signed by the server
+//! through a [`JwtSigner`] and cached by the agent.
 
 mod authority;
 mod connection;
 mod delivery;
+mod jwt;
 mod service;
 mod stream;
 
@@ -14,8 +15,10 @@ use std::fs::{self, DirBuilder, Permissions};
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
@@ -26,12 +29,14 @@ use tracing::{debug, info, warn};
 
 use self::service::{WorkloadApiService, check_security_header};
 use crate::cache::Cache;
+use crate::jwt::JwtSigner;
 
 /// A bound Workload API socket, ready to serve.
 #[derive(Debug)]
 pub struct WorkloadApiListener {
     listener: UnixListener,
     socket_path: PathBuf,
+    jwt_signer: Option<Arc<dyn JwtSigner>>,
 }
 
 /// Error from binding or serving the Workload API.
@@ -50,6 +55,12 @@ pub enum WorkloadApiError {
     /// Something other than a socket exists at the socket path, so it is left alone.
     #[error("{path} exists and is not a socket; remove it or choose another --socket-path")]
     NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Another process accepts connections on the socket.
+    #[error("socket {path} is in use by another agent: stop it or choose another --socket-path")]
+    InUse {
         /// The socket path.
         path: PathBuf,
     },
@@ -76,7 +87,8 @@ pub enum WorkloadApiError {
     Serve(#[source] tonic::transport::Error),
 }
 
-/// Serves the Workload API on `socket_path` from `cache` until `shutdown` completes.
+/// Serves the Workload API on `socket_path` from `cache`, with JWT-SVIDs from `jwt_signer`,
+/// until `shutdown` completes.
 ///
 /// # Errors
 ///
@@ -89,9 +101,11 @@ pub enum WorkloadApiError {
 pub async fn serve(
     socket_path: &Path,
     cache: Cache,
+    jwt_signer: Arc<dyn JwtSigner>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkloadApiError> {
     WorkloadApiListener::bind(socket_path)?
+        .with_jwt_signer(jwt_signer)
         .serve(cache, shutdown)
         .await
 }
@@ -101,17 +115,17 @@ pub async fn serve(
 impl WorkloadApiListener {
     /// Binds the Workload API socket at `socket_path`.
     ///
-    /// Creates a missing parent directory with mode 0755, replaces a stale socket file and
-    /// makes the new socket mode 0777. Must run inside a tokio runtime.
+    /// Creates a missing parent directory with mode 0755, replaces a stale socket file (one
+    /// that refuses connections) and makes the new socket mode 0777. Must run inside a tokio runtime.
     ///
     /// # Errors
     ///
     /// [`WorkloadApiError::NotASocket`] when a file that is not a socket is in the way,
+    /// [`WorkloadApiError::InUse`] when another process serves the socket,
     /// [`WorkloadApiError::CreateDirectory`], [`WorkloadApiError::RemoveStaleSocket`] and
     /// [`WorkloadApiError::Bind`] for the failing step.
     pub fn bind(socket_path: &Path) -> Result<Self, WorkloadApiError> {
-        create_parent_directory(socket_path)?;
-        remove_stale_socket(socket_path)?;
+        prepare_socket_path(socket_path)?;
 
         let bind_error = |source| WorkloadApiError::Bind {
             path: socket_path.to_path_buf(),
@@ -124,7 +138,16 @@ impl WorkloadApiListener {
         Ok(Self {
             listener,
             socket_path: socket_path.to_path_buf(),
+            jwt_signer: None,
         })
+    }
+
+    /// Sets what signs the JWT-SVIDs that `FetchJWTSVID` returns. Without it, `FetchJWTSVID`
+    /// returns `Unavailable`, which only tests of the X.509 half rely on.
+    #[must_use]
+    pub fn with_jwt_signer(mut self, jwt_signer: Arc<dyn JwtSigner>) -> Self {
+        self.jwt_signer = Some(jwt_signer);
+        self
     }
 
     /// Returns the path of the bound socket.
@@ -149,7 +172,7 @@ impl WorkloadApiListener {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkloadApiError> {
         let (stop, stopping) = watch::channel(false);
-        let service = WorkloadApiService::new(cache, stopping.clone());
+        let service = WorkloadApiService::new(cache, self.jwt_signer, stopping.clone());
         let mut server = pin!(
             Server::builder()
                 .add_service(SpiffeWorkloadApiServer::with_interceptor(
@@ -180,6 +203,23 @@ impl WorkloadApiListener {
         remove_socket(&self.socket_path);
         result.map_err(WorkloadApiError::Serve)
     }
+}
+
+/// Makes `socket_path` ready for [`WorkloadApiListener::bind`]: creates a missing parent
+/// directory with mode 0755 and removes a stale socket file (one that refuses connections).
+///
+/// The agent calls this before node attestation too, so a second agent on the same socket stops
+/// before it uses a join token.
+///
+/// # Errors
+///
+/// [`WorkloadApiError::InUse`] when another process serves the socket,
+/// [`WorkloadApiError::NotASocket`] when a file that is not a socket is in the way,
+/// [`WorkloadApiError::CreateDirectory`] and [`WorkloadApiError::RemoveStaleSocket`] for the
+/// failing step.
+pub fn prepare_socket_path(socket_path: &Path) -> Result<(), WorkloadApiError> {
+    create_parent_directory(socket_path)?;
+    remove_stale_socket(socket_path)
 }
 
 async fn wait_until_stopping(mut stopping: watch::Receiver<bool>) {
@@ -214,26 +254,32 @@ fn create_parent_directory(socket_path: &Path) -> Result<(), WorkloadApiError> {
 }
 
 fn remove_stale_socket(socket_path: &Path) -> Result<(), WorkloadApiError> {
+    let stale_error = |source| WorkloadApiError::RemoveStaleSocket {
+        path: socket_path.to_path_buf(),
+        source,
+    };
     let file_type = match fs::symlink_metadata(socket_path) {
         Ok(metadata) => metadata.file_type(),
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(WorkloadApiError::RemoveStaleSocket {
-                path: socket_path.to_path_buf(),
-                source,
-            });
-        }
+        Err(error) => return Err(stale_error(error)),
     };
     if !file_type.is_socket() {
         return Err(WorkloadApiError::NotASocket {
             path: socket_path.to_path_buf(),
         });
     }
+    // Only a socket that refuses connections is stale; a live one belongs to another agent.
+    match StdUnixStream::connect(socket_path) {
+        Ok(_) => {
+            return Err(WorkloadApiError::InUse {
+                path: socket_path.to_path_buf(),
+            });
+        }
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {}
+        Err(error) => return Err(stale_error(error)),
+    }
     debug!(socket_path = %socket_path.display(), "Removing stale Workload API socket");
-    fs::remove_file(socket_path).map_err(|source| WorkloadApiError::RemoveStaleSocket {
-        path: socket_path.to_path_buf(),
-        source,
-    })
+    fs::remove_file(socket_path).map_err(stale_error)
 }
 
 fn remove_socket(socket_path: &Path) {
@@ -251,6 +297,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const DIRECTORY_MODE: u32 = 0o755;
 const SOCKET_MODE: u32 = 0o777;
 
+#[cfg(test)]
+mod jwt_tests;
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]

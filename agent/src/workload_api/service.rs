@@ -15,8 +15,10 @@ use tracing::{debug, error, warn};
 
 use super::connection::ConnectionInfo;
 use super::delivery;
+use super::jwt::{self, JwtSvidIssuer};
 use super::stream::{self, Caller, ResponseStream, Updates};
 use crate::cache::Cache;
+use crate::jwt::JwtSigner;
 use crate::workload_attestor::{AttestationError, UnixAttestor};
 
 /// Serves the Workload API from the agent's cache.
@@ -24,6 +26,7 @@ use crate::workload_attestor::{AttestationError, UnixAttestor};
 pub(super) struct WorkloadApiService {
     cache: Cache,
     attestor: Arc<UnixAttestor>,
+    jwt_svids: Arc<JwtSvidIssuer>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -44,10 +47,15 @@ pub(super) fn check_security_header(request: Request<()>) -> Result<Request<()>,
 // === impl WorkloadApiService ===
 
 impl WorkloadApiService {
-    pub(super) fn new(cache: Cache, stopping: watch::Receiver<bool>) -> Self {
+    pub(super) fn new(
+        cache: Cache,
+        jwt_signer: Option<Arc<dyn JwtSigner>>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             cache,
             attestor: Arc::new(UnixAttestor::new()),
+            jwt_svids: Arc::new(JwtSvidIssuer::new(jwt_signer)),
             stopping,
         }
     }
@@ -133,29 +141,40 @@ impl SpiffeWorkloadApi for WorkloadApiService {
 
     async fn fetch_jwtsvid(
         &self,
-        _request: Request<JwtsvidRequest>,
+        request: Request<JwtsvidRequest>,
     ) -> Result<Response<JwtsvidResponse>, Status> {
-        Err(Status::unimplemented(
-            "fetching JWT-SVIDs is not implemented",
-        ))
+        let requested = jwt::check_fetch_request(request.get_ref())?;
+        let caller = self.attest(&request).await?;
+        let response = self
+            .jwt_svids
+            .fetch(
+                &self.cache.current(),
+                &caller,
+                &request.get_ref().audience,
+                requested.as_ref(),
+            )
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn fetch_jwt_bundles(
         &self,
-        _request: Request<JwtBundlesRequest>,
+        request: Request<JwtBundlesRequest>,
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
-        Err(Status::unimplemented(
-            "fetching JWT bundles is not implemented",
-        ))
+        let caller = self.attest(&request).await?;
+        let not_ready = "the agent has not received the trust bundle yet";
+        let stream = stream::open(self.updates(), caller, not_ready, jwt::jwt_bundles).await?;
+        Ok(Response::new(stream))
     }
 
     async fn validate_jwtsvid(
         &self,
-        _request: Request<ValidateJwtsvidRequest>,
+        request: Request<ValidateJwtsvidRequest>,
     ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
-        Err(Status::unimplemented(
-            "validating JWT-SVIDs is not implemented",
-        ))
+        jwt::check_validate_request(request.get_ref())?;
+        let caller = self.attest(&request).await?;
+        let response = jwt::validate(&self.cache.current(), &caller, request.get_ref())?;
+        Ok(Response::new(response))
     }
 }
 

@@ -127,7 +127,7 @@ async fn next_change(updates: &mut Updates) -> Change {
     }
 }
 
-/// Logs why `caller` gets nothing and returns the status that tells it so.
+/// Logs why `caller` receives nothing and returns the `PermissionDenied` status for it.
 pub(super) fn deny(caller: &Caller, snapshot: &Snapshot) -> Status {
     let selectors: Vec<String> = caller.selectors.iter().map(ToString::to_string).collect();
     warn!(

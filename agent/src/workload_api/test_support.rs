@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use super::{WorkloadApiError, WorkloadApiListener};
 use crate::cache::{Cache, Identity, Snapshot, X509SvidMaterial};
+use crate::jwt::JwtSigner;
 use crate::test_util::TestCa;
 
 /// A Workload API server on a temporary socket, serving `cache`.
@@ -31,11 +32,24 @@ pub(crate) struct TestServer {
 }
 
 impl TestServer {
+    /// Starts a server without a JWT signer, so `FetchJWTSVID` returns `Unavailable`.
     pub(crate) async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts a server whose JWT-SVIDs come from `signer`.
+    pub(crate) async fn start_with_signer(signer: Arc<dyn JwtSigner>) -> Self {
+        Self::start_with(Some(signer)).await
+    }
+
+    async fn start_with(signer: Option<Arc<dyn JwtSigner>>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket_path = dir.path().join("public").join("api.sock");
         let cache = Cache::new(trust_domain());
-        let listener = WorkloadApiListener::bind(&socket_path).unwrap();
+        let mut listener = WorkloadApiListener::bind(&socket_path).unwrap();
+        if let Some(signer) = signer {
+            listener = listener.with_jwt_signer(signer);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(listener.serve(cache.clone(), async {
             let _ = stopped.await;
@@ -127,6 +141,7 @@ pub(crate) fn snapshot(ca: &TestCa, identities: Vec<Identity>) -> Snapshot {
     Snapshot {
         trust_domain: trust_domain(),
         bundle: ca.bundle(),
+        jwt_authorities: Vec::new(),
         identities,
         revision: 0,
     }

@@ -197,19 +197,6 @@ async fn first_message_waits_for_signing() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn jwt_methods_are_unimplemented() {
-    let server = TestServer::start().await;
-    let mut client = server.client().await;
-
-    let status = client
-        .fetch_jwtsvid(with_header(JwtsvidRequest::default()))
-        .await
-        .unwrap_err();
-
-    assert_eq!(status.code(), Code::Unimplemented);
-}
-
-#[tokio::test(flavor = "current_thread")]
 async fn spiffe_crate_client_fetches_svid() {
     let server = TestServer::start().await;
     let ca = TestCa::new();
@@ -260,6 +247,23 @@ async fn bind_sets_modes_and_replaces_stale_socket() {
     assert_eq!(mode(socket_path.parent().unwrap()), 0o755);
     assert_eq!(mode(&dir.path().join("agent")), 0o755);
     assert_eq!(listener.socket_path(), socket_path);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bind_refuses_socket_of_running_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("api.sock");
+    let _running = WorkloadApiListener::bind(&socket_path).unwrap();
+
+    let error = WorkloadApiListener::bind(&socket_path).unwrap_err();
+
+    assert!(
+        matches!(&error, WorkloadApiError::InUse { path } if path == &socket_path),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("--socket-path"), "{error}");
+    std::os::unix::net::UnixStream::connect(&socket_path)
+        .expect("the running agent's socket is left in place");
 }
 
 #[tokio::test(flavor = "current_thread")]

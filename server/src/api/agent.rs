@@ -72,6 +72,7 @@ impl AgentApi for Services {
         let page = paginate(
             agents,
             |agent| agent.spiffe_id.to_string(),
+            |token| SpiffeId::new(token).is_ok(),
             request.page_size,
             &request.page_token,
         )?;
@@ -117,7 +118,7 @@ impl AgentApi for Services {
             .datastore
             .delete_agent(&agent_id)
             .await
-            .map_err(|error| not_found_or(error, &agent_id))?;
+            .map_err(|error| not_found_or(error, agent_not_found(&agent_id)))?;
 
         self.state.authenticator.forget(&agent_id);
         self.state.changes.notify();
@@ -132,7 +133,7 @@ impl AgentApi for Services {
             .datastore
             .ban_agent(&agent_id)
             .await
-            .map_err(|error| not_found_or(error, &agent_id))?;
+            .map_err(|error| not_found_or(error, agent_not_found(&agent_id)))?;
 
         self.state.authenticator.forget(&agent_id);
         self.state.changes.notify();
@@ -189,7 +190,13 @@ impl AgentApi for Services {
             .datastore
             .update_agent(&renewed)
             .await
-            .map_err(|error| not_found_or(error, &renewed.spiffe_id))?;
+            .map_err(|error| {
+                let not_found = ApiError::NotFound(format!(
+                    "agent {} not found",
+                    redacted_agent_id(&renewed.spiffe_id)
+                ));
+                not_found_or(error, not_found)
+            })?;
         self.state
             .authenticator
             .renewed(&renewed.spiffe_id, previous_serial);
@@ -389,15 +396,18 @@ pub(super) fn x509_svid(svid: SignedX509Svid, spiffe_id: &SpiffeId) -> types::X5
     }
 }
 
+/// Builds the error of an admin RPC about an unknown agent. It names the full ID, as the operator
+/// sent it, because only the server's user can reach the admin socket and these errors are not
+/// logged.
 fn agent_not_found(agent_id: &SpiffeId) -> ApiError {
-    ApiError::NotFound(format!("agent {} not found", redacted_agent_id(agent_id)))
+    ApiError::NotFound(format!("agent {agent_id} not found"))
 }
 
-/// Replaces the datastore's not-found error, whose text may hold a join token, with one that
-/// does not.
-fn not_found_or(error: crate::datastore::DatastoreError, agent_id: &SpiffeId) -> ApiError {
+/// Replaces the datastore's not-found error with `not_found`, so that the caller decides whether
+/// the message may show a join token.
+fn not_found_or(error: crate::datastore::DatastoreError, not_found: ApiError) -> ApiError {
     if error.is_not_found() {
-        agent_not_found(agent_id)
+        not_found
     } else {
         error.into()
     }

@@ -1,4 +1,5 @@
-//! The Bundle service: the X.509 trust bundle of the server's trust domain.
+//! The Bundle service: the trust bundle of the server's trust domain, with its X.509 and JWT
+//! authorities.
 
 use signet_proto::spire::api::server::bundle::v1::{
     GetBundleRequest, bundle_server::Bundle as BundleApi,
@@ -30,7 +31,16 @@ impl BundleApi for Services {
                     tainted: false,
                 })
                 .collect(),
-            jwt_authorities: Vec::new(),
+            jwt_authorities: bundle
+                .jwt_authorities
+                .into_iter()
+                .map(|authority| types::JwtKey {
+                    public_key: authority.public_key_der,
+                    key_id: authority.key_id,
+                    expires_at: authority.expires_at,
+                    tainted: false,
+                })
+                .collect(),
             refresh_hint: 0,
             sequence_number: bundle.sequence_number,
         };
@@ -38,6 +48,9 @@ impl BundleApi for Services {
         if let Some(mask) = request.into_inner().output_mask {
             if !mask.x509_authorities {
                 response.x509_authorities.clear();
+            }
+            if !mask.jwt_authorities {
+                response.jwt_authorities.clear();
             }
             if !mask.sequence_number {
                 response.sequence_number = 0;

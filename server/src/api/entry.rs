@@ -57,6 +57,7 @@ impl EntryApi for Services {
         let page = paginate(
             entries,
             entry_sort_key,
+            is_entry_sort_key,
             request.page_size,
             &request.page_token,
         )?;
@@ -231,4 +232,17 @@ impl Services {
 /// Orders entries by creation time, then ID, as `list_entries` does.
 fn entry_sort_key(entry: &RegistrationEntry) -> String {
     format!("{:020}:{}", entry.created_at.max(0), entry.id)
+}
+
+/// Returns whether `text` has the form of [`entry_sort_key`]: 20 digits, `:` and an entry ID.
+fn is_entry_sort_key(text: &str) -> bool {
+    let Some((created_at, id)) = text.split_once(':') else {
+        return false;
+    };
+    created_at.len() == 20
+        && created_at.bytes().all(|byte| byte.is_ascii_digit())
+        && !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

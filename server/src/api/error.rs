@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 
 use crate::ca::CaError;
 use crate::datastore::DatastoreError;
+use crate::jwt::JwtError;
 use crate::model::EntryError;
 
 /// Error of an RPC, or of one item of a batch RPC.
@@ -21,6 +22,9 @@ pub enum ApiError {
     /// The CA could not sign.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// The JWT signing key could not sign.
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
     /// A registration entry in the request is invalid.
     #[error(transparent)]
     Entry(#[from] EntryError),
@@ -58,6 +62,9 @@ impl ApiError {
             ) => Code::InvalidArgument,
             Self::Ca(CaError::CaExpired { .. }) => Code::Unavailable,
             Self::Ca(_) => Code::Internal,
+            Self::Jwt(error) if error.is_invalid_argument() => Code::InvalidArgument,
+            Self::Jwt(JwtError::KeyExpired { .. }) => Code::Unavailable,
+            Self::Jwt(_) => Code::Internal,
             Self::Entry(_) | Self::Id(_) | Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::NotFound(_) => Code::NotFound,
@@ -125,6 +132,17 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (ApiError::Ca(CaError::CsrSignature), Code::InvalidArgument),
+            (
+                ApiError::Jwt(JwtError::InvalidAudience),
+                Code::InvalidArgument,
+            ),
+            (
+                ApiError::Jwt(JwtError::KeyExpired {
+                    key_id: "kid".to_owned(),
+                    expired_at: "2020-01-01T00:00:00Z".to_owned(),
+                }),
+                Code::Unavailable,
+            ),
             (
                 ApiError::Ca(CaError::CaExpired {
                     expired_at: "2020-01-01T00:00:00Z".to_owned(),

@@ -27,6 +27,7 @@ use tonic::service::Routes;
 
 use crate::ca::CertificateAuthority;
 use crate::datastore::Datastore;
+use crate::jwt::JwtSigner;
 use crate::model::AttestedAgent;
 
 pub use changes::ChangeFeed;
@@ -56,19 +57,23 @@ pub struct ServerState {
     pub default_x509_svid_ttl: Duration,
     /// Lifetime of agent X509-SVIDs.
     pub agent_svid_ttl: Duration,
+    /// Signs JWT-SVIDs with the key published in the bundle.
+    pub jwt: JwtSigner,
     /// Notifies agents of changes.
     pub changes: ChangeFeed,
     authenticator: AgentAuthenticator,
 }
 
 impl ServerState {
-    /// Bundles the server's parts; `changes` should start at the bundle's current sequence number.
+    /// Bundles the server's parts. `changes` should start at the bundle's current sequence number,
+    /// and the bundle should already publish the key of `jwt`.
     pub fn new(
         trust_domain: TrustDomain,
         datastore: Datastore,
         ca: Arc<CertificateAuthority>,
         default_x509_svid_ttl: Duration,
         agent_svid_ttl: Duration,
+        jwt: JwtSigner,
         changes: ChangeFeed,
     ) -> Self {
         Self {
@@ -77,6 +82,7 @@ impl ServerState {
             ca,
             default_x509_svid_ttl,
             agent_svid_ttl,
+            jwt,
             changes,
             authenticator: AgentAuthenticator::default(),
         }
@@ -126,7 +132,7 @@ fn unix_now() -> i64 {
 }
 
 /// Converts a time to Unix seconds; times before 1970 become 0.
-fn unix_seconds(time: SystemTime) -> i64 {
+pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
     let seconds = time
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());

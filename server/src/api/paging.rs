@@ -14,10 +14,12 @@ pub(super) struct Page<T> {
 
 /// Returns the page of `items` after `page_token`, of at most `page_size` items (0: all).
 ///
-/// `key` must give every item a distinct sort key.
+/// `key` must give every item a distinct sort key, and `is_key` must accept every text that `key`
+/// can return, so that a token that no listing returned is rejected.
 pub(super) fn paginate<T>(
     mut items: Vec<T>,
     key: impl Fn(&T) -> String,
+    is_key: impl Fn(&str) -> bool,
     page_size: i32,
     page_token: &str,
 ) -> Result<Page<T>, ApiError> {
@@ -26,6 +28,12 @@ pub(super) fn paginate<T>(
             "invalid page_size {page_size}: use 0 for all items or a positive number"
         ))
     })?;
+    if !page_token.is_empty() && !is_key(page_token) {
+        return Err(ApiError::InvalidArgument(format!(
+            "invalid page_token {page_token:?}: pass the next_page_token of the previous \
+             response, or an empty token for the first page"
+        )));
+    }
     items.sort_by_cached_key(|item| key(item));
 
     if !page_token.is_empty() {
@@ -50,7 +58,18 @@ mod tests {
     use super::*;
 
     fn page(page_size: i32, token: &str) -> Page<u32> {
-        paginate(vec![3, 1, 2, 5, 4], |n| n.to_string(), page_size, token).unwrap()
+        paginate(
+            vec![3, 1, 2, 5, 4],
+            |n| n.to_string(),
+            is_number,
+            page_size,
+            token,
+        )
+        .unwrap()
+    }
+
+    fn is_number(text: &str) -> bool {
+        text.parse::<u32>().is_ok()
     }
 
     #[test]
@@ -73,7 +92,14 @@ mod tests {
 
     #[test]
     fn negative_page_size_is_rejected() {
-        let error = paginate(vec![1], |n: &u32| n.to_string(), -1, "").unwrap_err();
+        let error = paginate(vec![1], |n: &u32| n.to_string(), is_number, -1, "").unwrap_err();
         assert!(matches!(error, ApiError::InvalidArgument(_)));
+    }
+
+    #[test]
+    fn foreign_page_token_is_rejected() {
+        let error = paginate(vec![1], |n: &u32| n.to_string(), is_number, 0, "x").unwrap_err();
+        assert!(matches!(error, ApiError::InvalidArgument(_)));
+        assert!(error.to_string().contains("\"x\""), "{error}");
     }
 }

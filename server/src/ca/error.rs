@@ -94,6 +94,20 @@ pub enum CaError {
         reason: String,
     },
 
+    /// A private key file grants access to group or others, so another user may have read it.
+    #[error(
+        "private key file {} has mode {mode:03o}, which lets group or others access it: \
+         run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    KeyFileMode {
+        /// The key file.
+        path: PathBuf,
+        /// The file's permission bits.
+        mode: u32,
+    },
+
     /// A key type name in configuration is not one the CA supports.
     #[error("unknown key type \"{value}\": valid key types are ec-p256, ec-p384 and rsa-2048")]
     UnknownKeyType {

@@ -1,6 +1,7 @@
 //! CA key types: generation, and loading and saving private keys as PEM.
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -111,9 +112,11 @@ pub(crate) fn key_to_der(key: &KeyPair) -> PrivateKeyDer<'static> {
 ///
 /// # Errors
 ///
-/// [`CaError::Io`] when the file cannot be read, [`CaError::KeyFile`] when it contains no private
-/// key or one of an unsupported type.
+/// [`CaError::Io`] when the file cannot be read, [`CaError::KeyFileMode`] when group or others
+/// have any permission on it, [`CaError::KeyFile`] when it contains no private key or one of an
+/// unsupported type.
 pub(crate) fn load_key_pem(path: &Path) -> Result<KeyPair, CaError> {
+    check_key_file_mode(path)?;
     let pem = Zeroizing::new(std::fs::read(path).map_err(|source| CaError::Io {
         action: "read",
         path: path.to_owned(),
@@ -136,6 +139,23 @@ pub(crate) fn load_key_pem(path: &Path) -> Result<KeyPair, CaError> {
             .ok_or_else(|| invalid("invalid PKCS#1 RSA key")),
         _ => Err(invalid("unsupported private key encoding")),
     }
+}
+
+/// Rejects a key file that group or others may access, as OpenSSH does for private keys.
+fn check_key_file_mode(path: &Path) -> Result<(), CaError> {
+    let metadata = std::fs::metadata(path).map_err(|source| CaError::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CaError::KeyFileMode {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// Generates an RSA-2048 key with the `rsa` crate, because ring signs with RSA keys but cannot
@@ -250,7 +270,7 @@ mod tests {
         for key_type in [KeyType::EcP256, KeyType::EcP384, KeyType::Rsa2048] {
             let key = key_type.generate().unwrap();
             let path = dir.path().join(format!("{key_type}.pem"));
-            std::fs::write(&path, key_to_pem(&key).as_bytes()).unwrap();
+            write_private(&path, key_to_pem(&key).as_bytes());
 
             let loaded = load_key_pem(&path).unwrap();
             assert_eq!(loaded.public_key_raw(), key.public_key_raw(), "{key_type}");
@@ -263,12 +283,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cert.pem");
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        std::fs::write(&path, cert.cert.pem()).unwrap();
+        write_private(&path, cert.cert.pem().as_bytes());
 
         let error = load_key_pem(&path).unwrap_err();
         assert!(
             matches!(&error, CaError::KeyFile { path: p, .. } if *p == path),
             "{error}"
         );
+    }
+
+    #[test]
+    fn shared_key_file_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca-key.pem");
+        let key = KeyType::EcP256.generate().unwrap();
+        write_private(&path, key_to_pem(&key).as_bytes());
+
+        for mode in [0o640, 0o604, 0o644, 0o660, 0o602, 0o777] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+
+            let error = load_key_pem(&path).unwrap_err();
+            assert!(
+                matches!(&error, CaError::KeyFileMode { mode: m, .. } if *m == mode),
+                "{mode:o}: {error}"
+            );
+            let message = error.to_string();
+            assert!(message.contains(&format!("{mode:o}")), "{message}");
+            assert!(
+                message.contains(&format!("chmod 600 {}", path.display())),
+                "{message}"
+            );
+        }
+
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(load_key_pem(&path).is_ok(), "{mode:o}");
+        }
+    }
+
+    /// Writes a file that only its owner may read or write.
+    fn write_private(path: &Path, contents: &[u8]) {
+        std::fs::write(path, contents).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 }

@@ -127,6 +127,12 @@ fn verify_chain(chain: &[CertificateDer<'static>], bundle: &[CertificateDer<'sta
     .unwrap();
 }
 
+/// Writes a private key file with mode 0600, as the CA requires of key files it loads.
+fn write_key_file(path: &Path, pem: &str) {
+    std::fs::write(path, pem).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -136,7 +142,7 @@ fn write_stored_ca(data_dir: &Path, key: &KeyPair, params: &CertificateParams) {
     let cert = params.self_signed(key).unwrap();
     let dir = data_dir.join("ca");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca-key.pem"), key.serialize_pem()).unwrap();
+    write_key_file(&dir.join("ca-key.pem"), &key.serialize_pem());
     std::fs::write(dir.join("ca-cert.pem"), cert.pem()).unwrap();
 }
 
@@ -777,7 +783,7 @@ fn write_upstream_root(dir: &Path, key_type: KeyType) -> Upstream {
         key_path: dir.join("upstream-key.pem"),
     };
     std::fs::write(&files.cert_path, root.pem()).unwrap();
-    std::fs::write(&files.key_path, root_key.serialize_pem()).unwrap();
+    write_key_file(&files.key_path, &root_key.serialize_pem());
     Upstream {
         root: root.der().clone(),
         root_key,
@@ -1053,6 +1059,39 @@ fn missing_upstream_file_names_the_path() {
         CertificateAuthority::load_or_create(&upstream_config(dir.path(), &upstream)).unwrap_err();
     assert!(
         matches!(&error, CaError::Io { path, .. } if *path == upstream.files.cert_path),
+        "{error}"
+    );
+}
+
+#[test]
+fn shared_stored_ca_key_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), KeyType::EcP256);
+    CertificateAuthority::load_or_create(&config).unwrap();
+    let key_path = dir.path().join("ca/ca-key.pem");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let error = CertificateAuthority::load_or_create(&config).unwrap_err();
+
+    assert!(
+        matches!(&error, CaError::KeyFileMode { path, mode: 0o644 } if *path == key_path),
+        "{error}"
+    );
+    assert_eq!(mode_of(&key_path), 0o644, "the key file was changed");
+}
+
+#[test]
+fn shared_upstream_key_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = write_upstream_root(dir.path(), KeyType::EcP256);
+    let key_path = upstream.files.key_path.clone();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let error =
+        CertificateAuthority::load_or_create(&upstream_config(dir.path(), &upstream)).unwrap_err();
+
+    assert!(
+        matches!(&error, CaError::KeyFileMode { path, mode: 0o640 } if *path == key_path),
         "{error}"
     );
 }

@@ -1,5 +1,7 @@
 //! `signet-server agent list|show|evict|ban|count`.
 
+use std::io::{self, Write};
+
 use anyhow::{Context, bail};
 use signet_core::ids::{parse_spiffe_id, to_proto_id};
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
@@ -53,7 +55,7 @@ async fn ban(args: AgentArgs) -> anyhow::Result<()> {
         .ban_agent(BanAgentRequest { id: Some(id) })
         .await
         .map_err(|status| rpc_error("ban the agent", &status))?;
-    print_done("Agent banned successfully", &args);
+    print_done("Agent banned successfully", &args)?;
     Ok(())
 }
 
@@ -63,7 +65,7 @@ async fn evict(args: AgentArgs) -> anyhow::Result<()> {
         .delete_agent(DeleteAgentRequest { id: Some(id) })
         .await
         .map_err(|status| rpc_error("evict the agent", &status))?;
-    print_done("Agent evicted successfully", &args);
+    print_done("Agent evicted successfully", &args)?;
     Ok(())
 }
 
@@ -78,8 +80,8 @@ async fn show(args: AgentArgs) -> anyhow::Result<()> {
         .map_err(|status| rpc_error("show the agent", &status))?
         .into_inner();
     match args.common.output {
-        OutputFormat::Human => print!("{}", agent_text(&agent)),
-        OutputFormat::Json => print_json(&agent_json(&agent)),
+        OutputFormat::Human => write!(io::stdout().lock(), "{}", agent_text(&agent))?,
+        OutputFormat::Json => print_json(&agent_json(&agent))?,
     }
     Ok(())
 }
@@ -88,17 +90,20 @@ async fn list(common: CommonArgs) -> anyhow::Result<()> {
     let channel = client::connect(&common.admin_socket).await?;
     let agents = list_all(&mut AgentClient::new(channel)).await?;
     match common.output {
-        OutputFormat::Human if agents.is_empty() => println!("No attested agents found"),
+        OutputFormat::Human if agents.is_empty() => {
+            writeln!(io::stdout().lock(), "No attested agents found")?;
+        }
         OutputFormat::Human => {
             let noun = if agents.len() == 1 { "agent" } else { "agents" };
-            println!("Found {} attested {noun}:\n", agents.len());
+            let mut stdout = io::stdout().lock();
+            writeln!(stdout, "Found {} attested {noun}:\n", agents.len())?;
             for agent in &agents {
-                println!("{}", agent_text(agent));
+                writeln!(stdout, "{}", agent_text(agent))?;
             }
         }
         OutputFormat::Json => print_json(&serde_json::json!({
             "agents": agents.iter().map(agent_json).collect::<Vec<_>>(),
-        })),
+        }))?,
     }
     Ok(())
 }
@@ -112,9 +117,9 @@ async fn count(common: CommonArgs) -> anyhow::Result<()> {
         .into_inner()
         .count;
     match common.output {
-        OutputFormat::Human if count == 1 => println!("1 attested agent"),
-        OutputFormat::Human => println!("{count} attested agents"),
-        OutputFormat::Json => print_json(&serde_json::json!({ "count": count })),
+        OutputFormat::Human if count == 1 => writeln!(io::stdout().lock(), "1 attested agent")?,
+        OutputFormat::Human => writeln!(io::stdout().lock(), "{count} attested agents")?,
+        OutputFormat::Json => print_json(&serde_json::json!({ "count": count }))?,
     }
     Ok(())
 }
@@ -151,9 +156,9 @@ async fn connect(args: &AgentArgs) -> anyhow::Result<(AgentClient<Channel>, type
     Ok((AgentClient::new(channel), to_proto_id(&id)))
 }
 
-fn print_done(message: &str, args: &AgentArgs) {
+fn print_done(message: &str, args: &AgentArgs) -> io::Result<()> {
     match args.common.output {
-        OutputFormat::Human => println!("{message}"),
+        OutputFormat::Human => writeln!(io::stdout().lock(), "{message}"),
         OutputFormat::Json => print_json(&serde_json::json!({})),
     }
 }

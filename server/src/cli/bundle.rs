@@ -1,20 +1,22 @@
 //! `signet-server bundle show`: the trust bundle as PEM or as a SPIFFE bundle (JWKS).
 
-use anyhow::{Context, bail};
+use std::io::{self, Write};
+
+use anyhow::Context;
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use serde_json::{Map, Value, json};
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use signet_core::jwk::{jwks, public_key_members};
 use signet_proto::spire::api::types;
-use x509_parser::oid_registry::{OID_EC_P256, OID_NIST_EC_P384};
 use x509_parser::prelude::{FromDer, X509Certificate};
-use x509_parser::public_key::PublicKey;
 
 use super::{CommonArgs, OutputFormat, client};
 
 /// Trust bundle commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum BundleCommand {
-    /// Prints the X.509 authorities of the server's trust domain.
+    /// Prints the trust bundle of the server's trust domain: X.509 authorities, and JWT keys in
+    /// the spiffe format.
     Show(ShowArgs),
 }
 
@@ -34,7 +36,8 @@ pub struct ShowArgs {
 pub(super) enum BundleFormat {
     /// PEM certificates, one after another.
     Pem,
-    /// A SPIFFE bundle: a JWK Set with one `x509-svid` key per authority.
+    /// A SPIFFE bundle: a JWK Set with one `x509-svid` key per X.509 authority and one `jwt-svid`
+    /// key per JWT authority.
     Spiffe,
 }
 
@@ -47,11 +50,12 @@ pub(super) async fn execute(command: BundleCommand) -> anyhow::Result<()> {
         OutputFormat::Json => BundleFormat::Spiffe,
     });
     match format {
-        BundleFormat::Pem => print!("{}", pem_bundle(&bundle)),
-        BundleFormat::Spiffe => println!(
+        BundleFormat::Pem => write!(io::stdout().lock(), "{}", pem_bundle(&bundle))?,
+        BundleFormat::Spiffe => writeln!(
+            io::stdout().lock(),
             "{}",
             serde_json::to_string_pretty(&spiffe_bundle(&bundle)?)?
-        ),
+        )?,
     }
     Ok(())
 }
@@ -64,7 +68,7 @@ fn pem_bundle(bundle: &types::Bundle) -> String {
         .collect()
 }
 
-fn pem_certificate(der: &[u8]) -> String {
+pub(super) fn pem_certificate(der: &[u8]) -> String {
     let encoded = STANDARD.encode(der);
     let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
     for line in encoded.as_bytes().chunks(64) {
@@ -75,13 +79,15 @@ fn pem_certificate(der: &[u8]) -> String {
     pem
 }
 
-/// Builds the SPIFFE bundle: a JWK Set whose keys carry the authority in `x5c`.
+/// Builds the SPIFFE bundle: a JWK Set whose X.509 keys carry the authority in `x5c`, followed
+/// by the JWT keys.
 fn spiffe_bundle(bundle: &types::Bundle) -> anyhow::Result<Value> {
-    let keys = bundle
+    let mut keys = bundle
         .x509_authorities
         .iter()
         .map(|authority| x509_svid_jwk(&authority.asn1))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    keys.extend(jwt_svid_jwks(bundle));
     let mut set = json!({ "keys": keys, "spiffe_sequence": bundle.sequence_number });
     if bundle.refresh_hint > 0 {
         set["spiffe_refresh_hint"] = json!(bundle.refresh_hint);
@@ -92,62 +98,33 @@ fn spiffe_bundle(bundle: &types::Bundle) -> anyhow::Result<Value> {
 fn x509_svid_jwk(der: &[u8]) -> anyhow::Result<Value> {
     let (_, cert) =
         X509Certificate::from_der(der).context("the server sent an invalid bundle certificate")?;
-    let public_key = cert.public_key();
-    let mut jwk = Map::new();
+    let mut jwk = public_key_members(cert.public_key().raw, "of a bundle certificate")?;
     jwk.insert("use".to_owned(), json!("x509-svid"));
-
-    match public_key
-        .parsed()
-        .context("unreadable public key in a bundle certificate")?
-    {
-        PublicKey::EC(point) => {
-            let curve = public_key
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|parameters| parameters.as_oid().ok());
-            let (crv, coordinate_len) = match curve {
-                Some(oid) if oid == OID_EC_P256 => ("P-256", 32),
-                Some(oid) if oid == OID_NIST_EC_P384 => ("P-384", 48),
-                _ => bail!("unsupported elliptic curve in a bundle certificate"),
-            };
-            // An uncompressed point is 0x04 followed by the X and Y coordinates.
-            let point = point.data();
-            if point.len() != 1 + 2 * coordinate_len || point.first() != Some(&4) {
-                bail!("unsupported elliptic curve point encoding in a bundle certificate");
-            }
-            let (x, y) = point[1..].split_at(coordinate_len);
-            jwk.insert("kty".to_owned(), json!("EC"));
-            jwk.insert("crv".to_owned(), json!(crv));
-            jwk.insert("x".to_owned(), json!(URL_SAFE_NO_PAD.encode(x)));
-            jwk.insert("y".to_owned(), json!(URL_SAFE_NO_PAD.encode(y)));
-        }
-        PublicKey::RSA(rsa) => {
-            jwk.insert("kty".to_owned(), json!("RSA"));
-            jwk.insert(
-                "n".to_owned(),
-                json!(URL_SAFE_NO_PAD.encode(unsigned(rsa.modulus))),
-            );
-            jwk.insert(
-                "e".to_owned(),
-                json!(URL_SAFE_NO_PAD.encode(unsigned(rsa.exponent))),
-            );
-        }
-        _ => bail!("unsupported key type in a bundle certificate"),
-    }
     jwk.insert("x5c".to_owned(), json!([STANDARD.encode(der)]));
     Ok(Value::Object(jwk))
 }
 
-/// Strips the sign byte DER puts before integers whose top bit is set, as JWK wants the unsigned
-/// big-endian value.
-fn unsigned(integer: &[u8]) -> &[u8] {
-    let leading_zeros = integer.iter().take_while(|byte| **byte == 0).count();
-    &integer[leading_zeros.min(integer.len().saturating_sub(1))..]
+/// Returns the JWT authorities as JWKs with `"use":"jwt-svid"`.
+fn jwt_svid_jwks(bundle: &types::Bundle) -> Vec<Value> {
+    let authorities: Vec<(String, Vec<u8>)> = bundle
+        .jwt_authorities
+        .iter()
+        .map(|authority| (authority.key_id.clone(), authority.public_key.clone()))
+        .collect();
+    let mut set = jwks(&authorities, Some(JWT_SVID_USE));
+    match set.get_mut("keys").map(Value::take) {
+        Some(Value::Array(keys)) => keys,
+        _ => Vec::new(),
+    }
 }
+
+/// `use` of JWT-SVID keys in a SPIFFE bundle.
+const JWT_SVID_USE: &str = "jwt-svid";
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     fn bundle_with(key_pair: &rcgen::KeyPair) -> (types::Bundle, Vec<u8>) {
@@ -180,6 +157,31 @@ mod tests {
         assert_eq!(key["x5c"][0], STANDARD.encode(&der));
         let x = URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap();
         assert_eq!(x.len(), 32);
+    }
+
+    #[test]
+    fn spiffe_bundle_has_jwt_keys_after_x509_keys() {
+        use rcgen::PublicKeyData;
+
+        let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let (mut bundle, _) = bundle_with(&key_pair);
+        let jwt_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        bundle.jwt_authorities.push(types::JwtKey {
+            public_key: jwt_key.subject_public_key_info(),
+            key_id: "kid-1".to_owned(),
+            expires_at: 1,
+            tainted: false,
+        });
+
+        let set = spiffe_bundle(&bundle).unwrap();
+
+        let keys = set["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0]["use"], "x509-svid");
+        assert_eq!(keys[1]["use"], "jwt-svid");
+        assert_eq!(keys[1]["kid"], "kid-1");
+        assert_eq!(keys[1]["kty"], "EC");
+        assert!(keys[1].get("x5c").is_none(), "{}", keys[1]);
     }
 
     #[test]

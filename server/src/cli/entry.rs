@@ -1,5 +1,6 @@
 //! `signet-server entry create|show|update|delete|count`.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -49,31 +50,31 @@ pub(super) struct EntryFields {
     #[arg(long = "selector")]
     selectors: Vec<String>,
     /// X509-SVID lifetime in seconds or with a unit (600, 1h) [default: the server's default].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     x509_svid_ttl: Option<String>,
     /// JWT-SVID lifetime in seconds or with a unit (300, 5m) [default: the server's default].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     jwt_svid_ttl: Option<String>,
     /// DNS name added to the X509-SVID (repeatable).
-    #[arg(long = "dns-name")]
+    #[arg(long = "dns-name", allow_hyphen_values = true)]
     dns_names: Vec<String>,
     /// Hint that helps a workload tell its SVIDs apart.
     #[arg(long)]
     hint: Option<String>,
-    /// Whether the workload may use the server's admin APIs.
+    /// Whether the workload may use the server's admin APIs (not supported yet).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     admin: Option<bool>,
-    /// Whether the workload is a downstream server.
+    /// Whether the workload is a downstream server (not supported yet).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     downstream: Option<bool>,
-    /// Whether the agent stores the SVID instead of serving it to a workload.
+    /// Whether the agent stores the SVID instead of serving it to a workload (not supported yet).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     store_svid: Option<bool>,
-    /// Trust domain whose bundle the workload also receives (repeatable).
+    /// Trust domain whose bundle the workload also receives (repeatable; not supported yet).
     #[arg(long)]
     federates_with: Vec<String>,
     /// Unix time in seconds after which the entry no longer applies.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     entry_expiry: Option<i64>,
 }
 
@@ -243,10 +244,16 @@ async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
         );
     }
     match args.common.output {
-        OutputFormat::Human => println!("Deleted entry with ID: {}", args.entry_id),
+        OutputFormat::Human => {
+            writeln!(
+                io::stdout().lock(),
+                "Deleted entry with ID: {}",
+                args.entry_id
+            )?;
+        }
         OutputFormat::Json => print_json(&serde_json::json!({
             "results": [{ "status": status_json(status), "id": args.entry_id }],
-        })),
+        }))?,
     }
     Ok(())
 }
@@ -275,12 +282,12 @@ async fn show(args: FilterArgs) -> anyhow::Result<()> {
             } else {
                 "entries"
             };
-            println!("Found {} {noun}", entries.len());
-            print_entries(&entries);
+            writeln!(io::stdout().lock(), "Found {} {noun}", entries.len())?;
+            print_entries(&entries)?;
         }
         OutputFormat::Json => print_json(&serde_json::json!({
             "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
-        })),
+        }))?,
     }
     Ok(())
 }
@@ -306,9 +313,9 @@ async fn count(args: FilterArgs) -> anyhow::Result<()> {
         .count;
 
     match args.common.output {
-        OutputFormat::Human if count == 1 => println!("1 registration entry"),
-        OutputFormat::Human => println!("{count} registration entries"),
-        OutputFormat::Json => print_json(&serde_json::json!({ "count": count })),
+        OutputFormat::Human if count == 1 => writeln!(io::stdout().lock(), "1 registration entry")?,
+        OutputFormat::Human => writeln!(io::stdout().lock(), "{count} registration entries")?,
+        OutputFormat::Json => print_json(&serde_json::json!({ "count": count }))?,
     }
     Ok(())
 }
@@ -361,13 +368,13 @@ fn report(outcomes: Vec<Outcome>, action: &str, output: OutputFormat) -> anyhow:
                 outcome.label, status.message
             )),
             (None, Some(entry)) if output == OutputFormat::Human => {
-                print_entries(std::slice::from_ref(entry))
+                print_entries(std::slice::from_ref(entry))?;
             }
             (None, _) => {}
         }
     }
     if output == OutputFormat::Json {
-        print_json(&serde_json::json!({ "results": json_results }));
+        print_json(&serde_json::json!({ "results": json_results }))?;
     }
 
     match failures.len() {

@@ -1,18 +1,20 @@
 //! Printing of entries and agents for people (SPIRE's layout) and as JSON.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{self, Write};
 
 use serde_json::{Value, json};
 use signet_proto::spire::api::types;
 
 use super::entry_json::JsonEntry;
+use crate::model::unix_time_text;
 
 /// Prints entries in SPIRE's `Label : value` layout, each followed by a blank line.
-pub(super) fn print_entries(entries: &[types::Entry]) {
+pub(super) fn print_entries(entries: &[types::Entry]) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
     for entry in entries {
-        print!("{}", entry_text(entry));
-        println!();
+        writeln!(stdout, "{}", entry_text(entry))?;
     }
+    Ok(())
 }
 
 /// Returns an entry in SPIRE's `Label : value` layout.
@@ -104,8 +106,8 @@ pub(super) fn status_json(status: Option<&types::Status>) -> Value {
 }
 
 /// Prints a JSON value on one line.
-pub(super) fn print_json(value: &Value) {
-    println!("{value}");
+pub(super) fn print_json(value: &Value) -> io::Result<()> {
+    writeln!(io::stdout().lock(), "{value}")
 }
 
 /// Returns `spiffe://<trust domain><path>`.
@@ -130,12 +132,9 @@ fn ttl_text(seconds: i32) -> String {
 }
 
 fn expiry_text(unix_seconds: i64) -> String {
-    match u64::try_from(unix_seconds) {
-        Ok(0) | Err(_) => "never".to_owned(),
-        Ok(seconds) => {
-            let time: SystemTime = UNIX_EPOCH + Duration::from_secs(seconds);
-            humantime::format_rfc3339_seconds(time).to_string()
-        }
+    match unix_seconds {
+        0 => "never".to_owned(),
+        seconds => unix_time_text(seconds),
     }
 }
 
@@ -173,5 +172,26 @@ mod tests {
         assert!(text.contains("X509-SVID TTL    : 600\n"), "{text}");
         assert!(text.contains("JWT-SVID TTL     : default\n"), "{text}");
         assert!(text.contains("Expiration time  : never\n"), "{text}");
+    }
+
+    #[test]
+    fn entry_text_shows_any_stored_expiry() {
+        let cases = [
+            (1_800_000_000, "2027-01-15T08:00:00Z"),
+            (99_999_999_999_999_999, "99999999999999999 (Unix seconds)"),
+            (i64::MAX, "9223372036854775807 (Unix seconds)"),
+            (-1, "-1 (Unix seconds)"),
+        ];
+        for (expires_at, expected) in cases {
+            let entry = types::Entry {
+                expires_at,
+                ..types::Entry::default()
+            };
+            let text = entry_text(&entry);
+            assert!(
+                text.contains(&format!("Expiration time  : {expected}\n")),
+                "{text}"
+            );
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! `signet-server token generate`: creates a join token for an agent.
 
+use std::io::{self, Write};
+
 use anyhow::Context;
 use signet_core::duration::{parse_ttl, ttl_seconds};
 use signet_core::ids::{parse_spiffe_id, to_proto_id};
@@ -23,7 +25,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     spiffe_id: Option<String>,
     /// How long the token can be used, in seconds or with a unit (600, 10m, 1h).
-    #[arg(long, default_value = "600")]
+    #[arg(long, default_value = "600", allow_hyphen_values = true)]
     ttl: String,
     #[command(flatten)]
     common: CommonArgs,
@@ -53,11 +55,11 @@ pub(super) async fn execute(command: TokenCommand) -> anyhow::Result<()> {
         .into_inner();
 
     match args.common.output {
-        OutputFormat::Human => println!("Token: {}", token.value),
+        OutputFormat::Human => writeln!(io::stdout().lock(), "Token: {}", token.value)?,
         OutputFormat::Json => print_json(&serde_json::json!({
             "value": token.value,
             "expires_at": token.expires_at.to_string(),
-        })),
+        }))?,
     }
     Ok(())
 }

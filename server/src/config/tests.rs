@@ -193,3 +193,111 @@ fn database_password_is_not_shown() {
     let config = Config::load(&run_args).unwrap();
     assert!(!format!("{config:?}").contains("secret"));
 }
+
+/// `signet-server run`'s flags, for parsing command lines in tests.
+#[derive(Debug, clap::Parser)]
+struct RunCommand {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+#[test]
+fn negative_ttl_flags_reach_validation() {
+    use clap::Parser;
+
+    for flag in ["ca_ttl", "default_x509_svid_ttl", "agent_svid_ttl"] {
+        let option = format!("--{}", flag.replace('_', "-"));
+        let command = RunCommand::try_parse_from([
+            "signet-server",
+            "--trust-domain",
+            "example.org",
+            option.as_str(),
+            "-5",
+        ])
+        .unwrap_or_else(|error| panic!("{option} -5 was not parsed: {error}"));
+
+        match Config::load(&command.args) {
+            Err(ConfigError::Invalid { key, value, .. }) => {
+                assert_eq!(key, flag);
+                assert_eq!(value, "-5");
+            }
+            other => panic!("{option} -5: expected an invalid {flag}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn jwt_settings_default() {
+    let config = Config::load(&args("example.org")).unwrap();
+
+    assert_eq!(config.jwt_key_type, JwtKeyType::Es256);
+    assert_eq!(config.jwt_issuer, None);
+    assert_eq!(config.default_jwt_svid_ttl, Duration::from_secs(300));
+}
+
+#[test]
+fn jwt_settings_from_file_and_flags() {
+    let file = config_file(
+        r#"
+        trust_domain = "example.org"
+        jwt_key_type = "rs256"
+        jwt_issuer = "https://oidc.example.org"
+        default_jwt_svid_ttl = "10m"
+        "#,
+    );
+    let run_args = RunArgs {
+        config: Some(file.path().to_owned()),
+        jwt_key_type: Some("ps256".to_owned()),
+        ..RunArgs::default()
+    };
+
+    let config = Config::load(&run_args).unwrap();
+
+    assert_eq!(config.jwt_key_type, JwtKeyType::Ps256);
+    assert_eq!(
+        config.jwt_issuer.as_deref(),
+        Some("https://oidc.example.org")
+    );
+    assert_eq!(config.default_jwt_svid_ttl, Duration::from_secs(600));
+}
+
+#[test]
+fn invalid_jwt_settings_name_the_key() {
+    let cases = [
+        (
+            "jwt_key_type",
+            RunArgs {
+                jwt_key_type: Some("hs256".to_owned()),
+                ..args("example.org")
+            },
+        ),
+        (
+            "jwt_issuer",
+            RunArgs {
+                jwt_issuer: Some("oidc.example.org".to_owned()),
+                ..args("example.org")
+            },
+        ),
+        (
+            "jwt_issuer",
+            RunArgs {
+                jwt_issuer: Some("https://x.org/?a=b".to_owned()),
+                ..args("example.org")
+            },
+        ),
+        (
+            "default_jwt_svid_ttl",
+            RunArgs {
+                default_jwt_svid_ttl: Some("0s".to_owned()),
+                ..args("example.org")
+            },
+        ),
+    ];
+    for (expected_key, run_args) in cases {
+        let error = Config::load(&run_args).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::Invalid { key, .. } if key == expected_key),
+            "{error}"
+        );
+    }
+}

@@ -1,19 +1,35 @@
-//! The trust bundle of the server's own trust domain: X.509 authorities and a sequence number.
+//! The trust bundle of the server's own trust domain: X.509 authorities, JWT authorities and a
+//! sequence number.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::rows::{self, column};
 use super::{Datastore, DatastoreError};
 
-/// The X.509 authorities of the server's trust domain, in the order they were added.
+/// The X.509 and JWT authorities of the server's trust domain, each in the order they were added.
 #[derive(Clone, Default, Eq, PartialEq)]
 pub struct BundleRecord {
     /// DER certificates of the authorities.
     pub authorities: Vec<Vec<u8>>,
+    /// Public keys that verify JWT-SVIDs.
+    pub jwt_authorities: Vec<JwtAuthorityRecord>,
     /// Number bumped on every change of the authorities, 0 while there are none.
     pub sequence_number: u64,
+}
+
+/// A public key that verifies JWT-SVIDs, published under its key ID.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct JwtAuthorityRecord {
+    /// The `kid` that JWT-SVID headers name, never empty.
+    pub key_id: String,
+    /// PKIX `SubjectPublicKeyInfo` DER.
+    pub public_key_der: Vec<u8>,
+    /// Unix seconds after which no token the key signed is valid.
+    pub expires_at: i64,
 }
 
 impl Datastore {
@@ -60,17 +76,79 @@ impl Datastore {
         self.bundle().await
     }
 
-    /// Returns the bundle's authorities and sequence number, read in one statement so that both
-    /// come from the same state.
+    /// Adds a JWT authority to the bundle and returns the bundle.
+    ///
+    /// Adding a key that is already present (same key ID, public key and expiry) changes nothing,
+    /// not even the sequence number, so servers may add their JWT signing key at every start.
+    ///
+    /// # Errors
+    ///
+    /// [`DatastoreError::InvalidArgument`] for an empty key ID or a public key that is not DER,
+    /// [`DatastoreError::AlreadyExists`] when the key ID is stored with another key or expiry, and
+    /// [`DatastoreError::Database`] when a query fails.
+    pub async fn append_jwt_authority(
+        &self,
+        authority: &JwtAuthorityRecord,
+    ) -> Result<BundleRecord, DatastoreError> {
+        check_jwt_authority(authority)?;
+
+        // As for X.509 authorities, the bump comes first to take the write lock.
+        let mut transaction = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE bundle_state SET sequence_number = sequence_number + 1 WHERE id = 1 \
+             RETURNING sequence_number",
+        )
+        .fetch_one(&mut *transaction)
+        .await?;
+        let position: i64 = column(&row, "sequence_number")?;
+        let inserted = sqlx::query(
+            "INSERT INTO bundle_jwt_authorities (key_id, public_key_hex, expires_at, position) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(&authority.key_id)
+        .bind(hex::encode(&authority.public_key_der))
+        .bind(authority.expires_at)
+        .bind(position)
+        .execute(&mut *transaction)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            transaction.commit().await?;
+            return self.bundle().await;
+        }
+        transaction.rollback().await?;
+
+        let bundle = self.bundle().await?;
+        if bundle.jwt_authorities.contains(authority) {
+            return Ok(bundle);
+        }
+        Err(DatastoreError::AlreadyExists {
+            what: format!(
+                "JWT authority with key ID {:?} and another key",
+                authority.key_id
+            ),
+        })
+    }
+
+    /// Returns the bundle's authorities and sequence number, read in one statement so that all of
+    /// them come from the same state.
     ///
     /// # Errors
     ///
     /// [`DatastoreError::Database`] when the query fails, [`DatastoreError::InvalidRecord`] when a
     /// stored authority is not hex.
     pub async fn bundle(&self) -> Result<BundleRecord, DatastoreError> {
+        // One row per authority of either kind (or one row of NULLs when there are none), with
+        // `kind` 0 for X.509 and 1 for JWT authorities.
         let rows = sqlx::query(
-            "SELECT s.sequence_number, a.der_hex FROM bundle_state s \
-             LEFT JOIN bundle_authorities a ON TRUE WHERE s.id = 1 ORDER BY a.position",
+            "SELECT s.sequence_number, a.kind, a.key_id, a.data_hex, a.expires_at \
+             FROM bundle_state s LEFT JOIN ( \
+                 SELECT CAST(0 AS BIGINT) AS kind, CAST('' AS TEXT) AS key_id, \
+                        der_hex AS data_hex, CAST(0 AS BIGINT) AS expires_at, position \
+                 FROM bundle_authorities \
+                 UNION ALL \
+                 SELECT CAST(1 AS BIGINT), key_id, public_key_hex, expires_at, position \
+                 FROM bundle_jwt_authorities \
+             ) a ON TRUE WHERE s.id = 1 ORDER BY a.kind, a.position",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -79,10 +157,18 @@ impl Datastore {
         for row in &rows {
             let sequence_number: i64 = column(row, "sequence_number")?;
             bundle.sequence_number = u64::try_from(sequence_number).unwrap_or(0);
-            if let Some(der_hex) = column::<Option<String>>(row, "der_hex")? {
-                let der = hex::decode(der_hex)
-                    .map_err(|e| rows::invalid("bundle authority", e.to_string()))?;
-                bundle.authorities.push(der);
+            let Some(data_hex) = column::<Option<String>>(row, "data_hex")? else {
+                continue;
+            };
+            let data = hex::decode(data_hex)
+                .map_err(|e| rows::invalid("bundle authority", e.to_string()))?;
+            match column::<Option<i64>>(row, "kind")? {
+                Some(JWT_AUTHORITY_KIND) => bundle.jwt_authorities.push(JwtAuthorityRecord {
+                    key_id: column(row, "key_id")?,
+                    public_key_der: data,
+                    expires_at: column(row, "expires_at")?,
+                }),
+                _ => bundle.authorities.push(data),
             }
         }
         Ok(bundle)
@@ -93,6 +179,7 @@ impl fmt::Debug for BundleRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BundleRecord")
             .field("authorities", &self.authorities.len())
+            .field("jwt_authorities", &self.jwt_authorities.len())
             .field("sequence_number", &self.sequence_number)
             .finish()
     }
@@ -113,3 +200,24 @@ fn check_certificate(der: &[u8]) -> Result<(), DatastoreError> {
         Err(e) => Err(invalid(format!("not a DER X.509 certificate: {e}"))),
     }
 }
+
+/// Checks that a JWT authority has a key ID and a DER public key, so that the bundle never
+/// publishes a key that verifiers cannot select or parse.
+fn check_jwt_authority(authority: &JwtAuthorityRecord) -> Result<(), DatastoreError> {
+    let invalid = |reason: &str| DatastoreError::InvalidArgument {
+        what: format!("JWT authority {:?}", authority.key_id),
+        reason: reason.to_owned(),
+    };
+    if authority.key_id.is_empty() {
+        return Err(invalid("the key ID is empty"));
+    }
+    match SubjectPublicKeyInfo::from_der(&authority.public_key_der) {
+        Ok(([], _)) => Ok(()),
+        _ => Err(invalid(
+            "the public key is not one DER SubjectPublicKeyInfo",
+        )),
+    }
+}
+
+/// `kind` of JWT authority rows in the bundle query.
+const JWT_AUTHORITY_KIND: i64 = 1;

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, AnyPool, Connection};
 
 use super::DatastoreError;
 
@@ -18,6 +19,10 @@ const MAX_CONNECTIONS: u32 = 8;
 
 /// How long a query waits for a connection from the pool.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the first PostgreSQL connection may take. The pool itself would retry an unreachable
+/// server until `ACQUIRE_TIMEOUT` and then report only that it timed out.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings applied to every SQLite connection. WAL lets readers run during a write,
 /// `synchronous=FULL` makes a committed transaction survive a power loss, and the busy timeout makes
@@ -48,9 +53,50 @@ pub(super) async fn open_pool(url: &str) -> Result<AnyPool, DatastoreError> {
         });
         Ok(options.connect(url).await?)
     } else if is_postgres(url) {
+        check_postgres_connection(url, POSTGRES_CONNECT_TIMEOUT).await?;
         Ok(options.connect(url).await?)
     } else {
         Err(invalid_url(url))
+    }
+}
+
+/// Opens and closes one connection, so that an unreachable server fails within `timeout` with its
+/// address and the cause.
+pub(super) async fn check_postgres_connection(
+    url: &str,
+    timeout: Duration,
+) -> Result<(), DatastoreError> {
+    let address = postgres_address(url);
+    match tokio::time::timeout(timeout, AnyConnection::connect(url)).await {
+        Ok(Ok(connection)) => {
+            // The check succeeded. A failure to say goodbye to the server changes nothing.
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) => Err(DatastoreError::Connect {
+            address,
+            source: connect_cause(error),
+        }),
+        Err(_) => Err(DatastoreError::ConnectTimeout { address, timeout }),
+    }
+}
+
+/// Returns the I/O error that sqlx wraps, if any, because sqlx's own message repeats it.
+fn connect_cause(error: sqlx::Error) -> Box<dyn std::error::Error + Send + Sync> {
+    match error {
+        sqlx::Error::Io(io) => Box::new(io),
+        error => Box::new(error),
+    }
+}
+
+/// Returns `host:port` of a PostgreSQL URL, or the URL without user info when it does not parse.
+fn postgres_address(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(options) if options.get_host().contains(':') => {
+            format!("[{}]:{}", options.get_host(), options.get_port())
+        }
+        Ok(options) => format!("{}:{}", options.get_host(), options.get_port()),
+        Err(_) => redacted_url(url),
     }
 }
 
@@ -94,12 +140,18 @@ fn create_sqlite_file(url: &str) -> Result<(), DatastoreError> {
 
 /// Builds the URL error, keeping only the scheme and host part so that no password is shown.
 fn invalid_url(url: &str) -> DatastoreError {
-    let shown = match url.split_once("://") {
+    DatastoreError::InvalidUrl {
+        url: redacted_url(url),
+    }
+}
+
+/// Returns the URL without its user info, which may hold a password.
+fn redacted_url(url: &str) -> String {
+    match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((_, host)) => format!("{scheme}://…@{host}"),
             None => url.to_owned(),
         },
         None => url.to_owned(),
-    };
-    DatastoreError::InvalidUrl { url: shown }
+    }
 }

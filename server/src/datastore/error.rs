@@ -18,7 +18,7 @@ pub enum DatastoreError {
         what: String,
     },
     /// The join token existed but had expired. It was deleted all the same.
-    #[error("join token expired at {expired_at} (Unix seconds): create a new token")]
+    #[error("join token expired at {}", crate::model::unix_time_text(*expired_at))]
     JoinTokenExpired {
         /// Unix time in seconds at which the token expired.
         expired_at: i64,
@@ -37,6 +37,28 @@ pub enum DatastoreError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The first connection to PostgreSQL failed, for example because nothing listens at the
+    /// address or the credentials are wrong.
+    #[error("failed to connect to PostgreSQL at {address}")]
+    Connect {
+        /// Host and port (or socket directory) of the database server.
+        address: String,
+        /// The I/O error, or the driver's error when the failure is not one of I/O.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The first connection to PostgreSQL did not complete in time.
+    #[error(
+        "connecting to PostgreSQL at {address} timed out after {} s: check that the database \
+         server is running and that no firewall drops the connection",
+        timeout.as_secs()
+    )]
+    ConnectTimeout {
+        /// Host and port (or socket directory) of the database server.
+        address: String,
+        /// The time allowed.
+        timeout: std::time::Duration,
     },
     /// The database rejected a query or could not be reached.
     #[error("database operation failed")]

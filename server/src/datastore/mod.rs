@@ -15,7 +15,7 @@ mod rows;
 
 use sqlx::AnyPool;
 
-pub use bundle::BundleRecord;
+pub use bundle::{BundleRecord, JwtAuthorityRecord};
 pub use error::DatastoreError;
 
 /// A handle on the datastore. Clones share one connection pool.

@@ -56,3 +56,50 @@ async fn join_tokens_are_stored_as_digests() {
     assert!(!stored.contains("plain-secret-token"));
     store.close().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn refused_postgres_connection_names_address_and_cause() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://signet:secret@127.0.0.1:{port}/signet");
+    let started = std::time::Instant::now();
+
+    let error = Datastore::open(&url).await.unwrap_err();
+
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        matches!(&error, DatastoreError::Connect { address, .. } if *address == format!("127.0.0.1:{port}")),
+        "{error:?}"
+    );
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("refused"), "{cause}");
+    assert!(!format!("{error:?}").contains("secret"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn silent_postgres_server_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts the connection and never replies to the startup message.
+    let server = tokio::spawn(async move {
+        let connection = listener.accept().await;
+        std::future::pending::<()>().await;
+        drop(connection);
+    });
+    let url = format!("postgres://signet@127.0.0.1:{port}/signet");
+    let timeout = std::time::Duration::from_millis(300);
+
+    sqlx::any::install_default_drivers();
+    let error = connect::check_postgres_connection(&url, timeout)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&error, DatastoreError::ConnectTimeout { address, .. } if *address == format!("127.0.0.1:{port}")),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("timed out"), "{error}");
+    server.abort();
+}

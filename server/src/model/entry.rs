@@ -1,12 +1,16 @@
 //! Registration entries: which SPIFFE ID a workload or node gets, under which parent, for which
 //! selectors.
 
+use std::collections::BTreeSet;
 use std::error::Error as StdError;
+use std::time::Duration;
 
 use signet_core::ids::{self, IdError};
 use signet_core::selector::{Selector, SelectorError};
 use signet_proto::spire::api::types;
 use spiffe::{SpiffeId, TrustDomain};
+
+use super::{unix_now, unix_time_text};
 
 /// A validated registration entry.
 ///
@@ -102,6 +106,30 @@ pub enum EntryError {
     /// The expiry is negative.
     #[error("invalid expires_at {0}: use 0 for no expiry or a Unix time in seconds")]
     NegativeExpiry(i64),
+    /// The expiry is after 9999-12-31T23:59:59Z, the last time an X.509 certificate can show.
+    #[error(
+        "invalid expires_at {0}: the latest allowed expiry is {MAX_EXPIRES_AT} \
+         (9999-12-31T23:59:59Z)"
+    )]
+    ExpiryTooLate(i64),
+    /// The expiry is at or before the current time, so the entry would never apply.
+    #[error(
+        "invalid expires_at {expires_at} ({time}): the time is already in the past. Use a later \
+         Unix time, or 0 for no expiry"
+    )]
+    ExpiryInPast {
+        /// The rejected expiry in Unix seconds.
+        expires_at: i64,
+        /// The same time in RFC 3339.
+        time: String,
+    },
+    /// The same selector appears twice in one entry.
+    #[error("duplicate selector {0:?}: list each selector once")]
+    DuplicateSelector(String),
+    /// A field is set that the server does not implement, so the entry would not behave as
+    /// requested.
+    #[error("{0} is not supported yet: leave it unset")]
+    Unsupported(&'static str),
     /// A DNS name is not a valid host name.
     #[error("invalid DNS name {0:?}: use letters, digits and hyphens in dot-separated labels")]
     InvalidDnsName(String),
@@ -128,9 +156,10 @@ impl RegistrationEntry {
     ///
     /// # Errors
     ///
-    /// Every [`EntryError`] variant: missing or invalid IDs, IDs of another trust domain, reserved
-    /// SPIFFE IDs, missing or invalid selectors, negative TTLs or expiry, invalid DNS names, a hint
-    /// over 1024 bytes, invalid federated trust domains and invalid entry IDs.
+    /// Every [`EntryError`] variant. The IDs may be missing, invalid, of another trust domain or
+    /// reserved. Selectors may be missing, invalid or repeated. TTLs may be negative, and the
+    /// expiry negative, past or after year 9999. DNS names, federated trust domains and entry IDs
+    /// may be invalid, the hint over 1024 bytes, and some fields not supported yet.
     pub fn from_proto(entry: types::Entry, trust_domain: &TrustDomain) -> Result<Self, EntryError> {
         check_entry_id(&entry.id)?;
         let spiffe_id = parse_spiffe_id(entry.spiffe_id.as_ref(), trust_domain)?;
@@ -138,9 +167,7 @@ impl RegistrationEntry {
         let selectors = parse_selectors(&entry.selectors)?;
         check_ttl("x509_svid_ttl", entry.x509_svid_ttl)?;
         check_ttl("jwt_svid_ttl", entry.jwt_svid_ttl)?;
-        if entry.expires_at < 0 {
-            return Err(EntryError::NegativeExpiry(entry.expires_at));
-        }
+        check_expiry(entry.expires_at, unix_now())?;
         for name in &entry.dns_names {
             check_dns_name(name)?;
         }
@@ -148,6 +175,7 @@ impl RegistrationEntry {
             return Err(EntryError::HintTooLong(entry.hint.len()));
         }
         let federates_with = parse_federates_with(&entry.federates_with)?;
+        check_supported(&entry)?;
 
         Ok(Self {
             id: entry.id,
@@ -196,6 +224,19 @@ impl RegistrationEntry {
     /// Returns whether the entry has an expiry and it is at or before `now` (Unix seconds).
     pub fn is_expired_at(&self, now: i64) -> bool {
         self.expires_at != 0 && self.expires_at <= now
+    }
+
+    /// Shortens `ttl` so that an SVID issued at `now` (Unix seconds) expires no later than the
+    /// entry. Returns `None` when the entry has expired.
+    pub fn ttl_within_expiry(&self, ttl: Duration, now: i64) -> Option<Duration> {
+        if self.expires_at == 0 {
+            return Some(ttl);
+        }
+        let remaining = u64::try_from(self.expires_at.checked_sub(now)?).ok()?;
+        match remaining {
+            0 => None,
+            seconds => Some(ttl.min(Duration::from_secs(seconds))),
+        }
     }
 }
 
@@ -261,11 +302,48 @@ fn parse_selectors(selectors: &[types::Selector]) -> Result<Vec<Selector>, Entry
     if selectors.is_empty() {
         return Err(EntryError::MissingSelectors);
     }
-    let parsed = selectors
+    let parsed: Vec<Selector> = selectors
         .iter()
         .map(|selector| Selector::new(&selector.r#type, &selector.value))
         .collect::<Result<_, _>>()?;
+
+    let mut seen = BTreeSet::new();
+    if let Some(duplicate) = parsed.iter().find(|selector| !seen.insert(*selector)) {
+        return Err(EntryError::DuplicateSelector(duplicate.to_string()));
+    }
     Ok(parsed)
+}
+
+/// Checks that the expiry is 0 (none), or a time after `now` that an X.509 certificate can show.
+fn check_expiry(expires_at: i64, now: i64) -> Result<(), EntryError> {
+    if expires_at < 0 {
+        return Err(EntryError::NegativeExpiry(expires_at));
+    }
+    if expires_at > MAX_EXPIRES_AT {
+        return Err(EntryError::ExpiryTooLate(expires_at));
+    }
+    if expires_at != 0 && expires_at <= now {
+        return Err(EntryError::ExpiryInPast {
+            expires_at,
+            time: unix_time_text(expires_at),
+        });
+    }
+    Ok(())
+}
+
+/// Rejects the fields the server stores but does not act on, because an entry that sets them
+/// would not behave as the operator expects.
+fn check_supported(entry: &types::Entry) -> Result<(), EntryError> {
+    let unsupported = [
+        ("federates_with", !entry.federates_with.is_empty()),
+        ("admin", entry.admin),
+        ("downstream", entry.downstream),
+        ("store_svid", entry.store_svid),
+    ];
+    match unsupported.into_iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(EntryError::Unsupported(field)),
+        None => Ok(()),
+    }
 }
 
 fn check_ttl(field: &'static str, value: i32) -> Result<(), EntryError> {
@@ -326,6 +404,10 @@ fn describe(error: &IdError) -> String {
 
 /// Path prefix of the SPIFFE IDs of the server and of agents, which entries may not issue.
 const RESERVED_PATH_PREFIX: &str = "/spire/";
+
+/// Latest entry expiry in Unix seconds: 9999-12-31T23:59:59Z, the last time that X.509
+/// certificates (RFC 5280 GeneralizedTime) and RFC 3339 can show.
+const MAX_EXPIRES_AT: i64 = 253_402_300_799;
 
 /// Maximum length of an entry hint, in bytes.
 const MAX_HINT_BYTES: usize = 1024;

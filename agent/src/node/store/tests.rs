@@ -100,3 +100,26 @@ fn malformed_bundle_is_rejected() {
         Err(NodeError::InvalidStore { .. })
     ));
 }
+
+#[test]
+fn key_file_open_to_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    save_bundle(dir.path(), &ca.bundle()).unwrap();
+    save_svid(dir.path(), &agent_svid(&ca)).unwrap();
+    let key_path = dir.path().join(KEY_FILE);
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let error = load(dir.path()).unwrap_err();
+
+    assert!(
+        matches!(&error, NodeError::InsecureKeyFile { path, mode: 0o644 } if path == &key_path),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("mode 0644"), "{message}");
+    assert!(
+        message.contains(&format!("chmod 600 {}", key_path.display())),
+        "{message}"
+    );
+}

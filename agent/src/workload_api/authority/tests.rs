@@ -896,10 +896,16 @@ async fn server_answers_socket_path_authorities() {
             Some(&b"200"[..]),
             "{authority}"
         );
-        // FetchJWTSVID is not implemented, and the status proves the request reached the service.
+        // The request has no audience, and only the FetchJWTSVID handler reports that, so the
+        // message (percent-encoded, as gRPC sends it) proves the request reached the service.
         assert_eq!(
             header_value(&blocks, "grpc-status"),
-            Some(&b"12"[..]),
+            Some(&b"3"[..]),
+            "{authority}"
+        );
+        assert_eq!(
+            header_value(&blocks, "grpc-message"),
+            Some(&b"audience%20must%20be%20specified"[..]),
             "{authority}"
         );
     }

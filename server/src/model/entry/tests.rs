@@ -38,13 +38,9 @@ fn full_proto() -> types::Entry {
         id: "entry-1".to_owned(),
         x509_svid_ttl: 600,
         jwt_svid_ttl: 300,
-        federates_with: vec!["partner.test".to_owned(), "spiffe://other.test".to_owned()],
-        admin: true,
-        downstream: true,
         expires_at: 4_000_000_000,
         dns_names: vec!["web.example.org".to_owned(), "*.example.org".to_owned()],
         revision_number: 3,
-        store_svid: true,
         hint: "hint".to_owned(),
         created_at: 1_700_000_000,
         ..valid_proto()
@@ -64,18 +60,14 @@ fn valid_entry_is_accepted() {
         entry.selectors,
         vec![Selector::parse("unix:uid:1000").unwrap()]
     );
-    assert_eq!(entry.federates_with.len(), 2);
-    assert_eq!(entry.federates_with[1].to_string(), "other.test");
+    assert_eq!(entry.expires_at, 4_000_000_000);
 }
 
 #[test]
 fn proto_round_trip_keeps_every_field() {
-    let mut expected = full_proto();
-    expected.federates_with[1] = "other.test".to_owned();
-
     let entry = parse(full_proto()).unwrap();
 
-    assert_eq!(entry.to_proto(), expected);
+    assert_eq!(entry.to_proto(), full_proto());
     assert_eq!(parse(entry.to_proto()).unwrap(), entry);
 }
 
@@ -171,6 +163,49 @@ fn invalid_entries_are_rejected() {
             expected: EntryError::NegativeExpiry(-1),
         },
         Rejected {
+            name: "expiry after year 9999",
+            change: |e| e.expires_at = MAX_EXPIRES_AT + 1,
+            expected: EntryError::ExpiryTooLate(MAX_EXPIRES_AT + 1),
+        },
+        Rejected {
+            name: "expiry far after year 9999",
+            change: |e| e.expires_at = 99_999_999_999_999_999,
+            expected: EntryError::ExpiryTooLate(99_999_999_999_999_999),
+        },
+        Rejected {
+            name: "expiry in the past",
+            change: |e| e.expires_at = 1,
+            expected: EntryError::ExpiryInPast {
+                expires_at: 1,
+                time: "1970-01-01T00:00:01Z".to_owned(),
+            },
+        },
+        Rejected {
+            name: "duplicate selector",
+            change: |e| e.selectors.push(e.selectors[0].clone()),
+            expected: EntryError::DuplicateSelector("unix:uid:1000".to_owned()),
+        },
+        Rejected {
+            name: "federates_with",
+            change: |e| e.federates_with = vec!["partner.test".to_owned()],
+            expected: EntryError::Unsupported("federates_with"),
+        },
+        Rejected {
+            name: "admin",
+            change: |e| e.admin = true,
+            expected: EntryError::Unsupported("admin"),
+        },
+        Rejected {
+            name: "downstream",
+            change: |e| e.downstream = true,
+            expected: EntryError::Unsupported("downstream"),
+        },
+        Rejected {
+            name: "store_svid",
+            change: |e| e.store_svid = true,
+            expected: EntryError::Unsupported("store_svid"),
+        },
+        Rejected {
             name: "hint too long",
             change: |e| e.hint = "h".repeat(1025),
             expected: EntryError::HintTooLong(1025),
@@ -191,6 +226,42 @@ fn invalid_entries_are_rejected() {
         (case.change)(&mut entry);
         assert_eq!(parse(entry), Err(case.expected), "{}", case.name);
     }
+}
+
+#[test]
+fn expiry_errors_name_the_value() {
+    let too_late = EntryError::ExpiryTooLate(99_999_999_999_999_999).to_string();
+    assert!(too_late.contains("99999999999999999"), "{too_late}");
+    assert!(too_late.contains("9999-12-31T23:59:59Z"), "{too_late}");
+
+    let mut entry = valid_proto();
+    entry.expires_at = 1_700_000_000;
+    let past = parse(entry).unwrap_err().to_string();
+    assert!(past.contains("1700000000"), "{past}");
+    assert!(past.contains("2023-11-14T22:13:20Z"), "{past}");
+    assert!(past.contains("already in the past"), "{past}");
+}
+
+#[test]
+fn latest_expiry_is_accepted() {
+    let mut entry = valid_proto();
+    entry.expires_at = MAX_EXPIRES_AT;
+    assert_eq!(parse(entry).unwrap().expires_at, MAX_EXPIRES_AT);
+}
+
+#[test]
+fn unsupported_field_error_names_the_field() {
+    let message = EntryError::Unsupported("store_svid").to_string();
+    assert_eq!(message, "store_svid is not supported yet: leave it unset");
+}
+
+#[test]
+fn federated_trust_domains_accept_names_and_ids() {
+    let parsed =
+        parse_federates_with(&["partner.test".to_owned(), "spiffe://other.test".to_owned()])
+            .unwrap();
+    let names: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["partner.test", "other.test"]);
 }
 
 #[test]
@@ -289,4 +360,23 @@ fn expiry_is_checked_against_now() {
     entry.expires_at = 100;
     assert!(entry.is_expired_at(100));
     assert!(!entry.is_expired_at(99));
+}
+
+#[test]
+fn svid_ttl_ends_by_the_entry_expiry() {
+    let hour = Duration::from_secs(3600);
+    let mut entry = parse(valid_proto()).unwrap();
+    assert_eq!(entry.ttl_within_expiry(hour, 1_000), Some(hour));
+
+    entry.expires_at = 1_012;
+    assert_eq!(
+        entry.ttl_within_expiry(hour, 1_000),
+        Some(Duration::from_secs(12))
+    );
+    assert_eq!(
+        entry.ttl_within_expiry(Duration::from_secs(5), 1_000),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(entry.ttl_within_expiry(hour, 1_012), None);
+    assert_eq!(entry.ttl_within_expiry(hour, 2_000), None);
 }

@@ -1,0 +1,338 @@
+//! The JWT signing key: generated for a key type, and kept in `<data_dir>/jwt/` so that a
+//! restart keeps the same `kid` and published public key while the key is valid.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::EncodingKey;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData};
+use rsa::RsaPrivateKey;
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::rand_core::OsRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{JwtError, JwtKeyType};
+
+/// A JWT signing key with its `kid` and notAfter time.
+///
+/// Only the public key (PKIX `SubjectPublicKeyInfo` DER) leaves this type. Debug shows the `kid`,
+/// type and notAfter, never key material.
+pub struct JwtSigningKey {
+    key_id: String,
+    key_type: JwtKeyType,
+    not_after: SystemTime,
+    public_key_der: Vec<u8>,
+    encoding_key: EncodingKey,
+}
+
+impl JwtSigningKey {
+    /// Generates a key of `key_type` with a random 32-character `kid`, valid until `not_after`.
+    ///
+    /// # Errors
+    ///
+    /// [`JwtError::KeyGeneration`] when the random source or the key encoding fails.
+    pub fn generate(key_type: JwtKeyType, not_after: SystemTime) -> Result<Self, JwtError> {
+        let material = KeyMaterial::generate(key_type)?;
+        Ok(material.into_key(random_key_id(), key_type, whole_seconds(not_after)))
+    }
+
+    /// Loads the key in `<data_dir>/jwt/` when it is present, of `key_type` and unexpired, else
+    /// generates one valid for `ttl` and writes it there (key file mode 0600).
+    ///
+    /// # Errors
+    ///
+    /// [`JwtError::Io`] when the directory or files cannot be read or written, and
+    /// [`JwtError::KeyGeneration`] or [`JwtError::InvalidTtl`] when creating the key fails.
+    pub fn load_or_create(
+        data_dir: &Path,
+        key_type: JwtKeyType,
+        ttl: Duration,
+    ) -> Result<Self, JwtError> {
+        let files = KeyFiles::new(data_dir);
+        match files.load(key_type) {
+            Ok(Some(key)) => {
+                tracing::info!(key_id = %key.key_id, path = %files.key_path.display(), "Loaded JWT signing key");
+                return Ok(key);
+            }
+            Ok(None) => {}
+            Err(reason) => tracing::warn!(
+                path = %files.key_path.display(),
+                reason = %reason,
+                "Stored JWT signing key is not usable, creating a new one"
+            ),
+        }
+
+        let not_after = SystemTime::now()
+            .checked_add(ttl)
+            .map(whole_seconds)
+            .ok_or(JwtError::InvalidTtl {
+                ttl_seconds: ttl.as_secs(),
+            })?;
+        let key_id = random_key_id();
+        let material = KeyMaterial::generate(key_type)?;
+        files.save(&material, &key_id, key_type, not_after)?;
+        tracing::info!(key_id = %key_id, key_type = %key_type, "Created JWT signing key");
+        Ok(material.into_key(key_id, key_type, not_after))
+    }
+
+    /// Returns the `kid` that tokens and the bundle name this key by.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Returns the key type.
+    pub fn key_type(&self) -> JwtKeyType {
+        self.key_type
+    }
+
+    /// Returns the time after which the key signs nothing.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// Returns the public key as PKIX `SubjectPublicKeyInfo` DER, the form the bundle stores.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.public_key_der
+    }
+
+    pub(super) fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding_key
+    }
+}
+
+impl fmt::Debug for JwtSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSigningKey")
+            .field("key_id", &self.key_id)
+            .field("key_type", &self.key_type)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The private key as PKCS#8 PEM (for the key file), the signing key for the JWT library and the
+/// public key DER.
+// NOTE: the PEM, the PKCS#8 and PKCS#1 buffers, the RSA key and the JWT library's key are wiped
+// when dropped, but rcgen's `KeyPair` used for ECDSA keys is not.
+struct KeyMaterial {
+    pkcs8_pem: Zeroizing<String>,
+    encoding_key: EncodingKey,
+    public_key_der: Vec<u8>,
+}
+
+impl KeyMaterial {
+    fn generate(key_type: JwtKeyType) -> Result<Self, JwtError> {
+        let failed = |reason: String| JwtError::KeyGeneration {
+            key_type: key_type.to_string(),
+            reason,
+        };
+        if key_type.is_rsa() {
+            let key =
+                RsaPrivateKey::new(&mut OsRng, RSA_KEY_BITS).map_err(|e| failed(e.to_string()))?;
+            Self::from_rsa(&key).map_err(failed)
+        } else {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+                .map_err(|e| failed(e.to_string()))?;
+            Ok(Self::from_ec(&key))
+        }
+    }
+
+    /// Parses a PKCS#8 PEM key of `key_type`, returning why it cannot be used if it cannot.
+    fn parse(pem: &str, key_type: JwtKeyType) -> Result<Self, String> {
+        if key_type.is_rsa() {
+            let key = RsaPrivateKey::from_pkcs8_pem(pem)
+                .map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
+            return Self::from_rsa(&key);
+        }
+        let key = KeyPair::from_pem(pem).map_err(|e| format!("not a PKCS#8 key: {e}"))?;
+        if key.algorithm() != &PKCS_ECDSA_P256_SHA256 {
+            return Err("not an ECDSA P-256 key".to_owned());
+        }
+        Ok(Self::from_ec(&key))
+    }
+
+    fn from_ec(key: &KeyPair) -> Self {
+        let pkcs8_der = Zeroizing::new(key.serialize_der());
+        Self {
+            pkcs8_pem: Zeroizing::new(key.serialize_pem()),
+            encoding_key: EncodingKey::from_ec_der(&pkcs8_der),
+            public_key_der: key.subject_public_key_info(),
+        }
+    }
+
+    fn from_rsa(key: &RsaPrivateKey) -> Result<Self, String> {
+        let pkcs8_pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| format!("PKCS#8 encoding failed: {e}"))?;
+        // The JWT library signs with RSA keys in PKCS#1 form.
+        let pkcs1_der = key
+            .to_pkcs1_der()
+            .map_err(|e| format!("PKCS#1 encoding failed: {e}"))?;
+        let public_key_der = key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| format!("public key encoding failed: {e}"))?;
+        Ok(Self {
+            pkcs8_pem: Zeroizing::new(pkcs8_pem.to_string()),
+            encoding_key: EncodingKey::from_rsa_der(pkcs1_der.as_bytes()),
+            public_key_der: public_key_der.into_vec(),
+        })
+    }
+
+    fn into_key(
+        self,
+        key_id: String,
+        key_type: JwtKeyType,
+        not_after: SystemTime,
+    ) -> JwtSigningKey {
+        JwtSigningKey {
+            key_id,
+            key_type,
+            not_after,
+            public_key_der: self.public_key_der,
+            encoding_key: self.encoding_key,
+        }
+    }
+}
+
+/// Contents of the metadata file next to the key.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct KeyMetadata {
+    key_id: String,
+    key_type: String,
+    /// Unix seconds.
+    not_after: u64,
+}
+
+/// Paths of the stored key and its metadata.
+struct KeyFiles {
+    dir: PathBuf,
+    key_path: PathBuf,
+    metadata_path: PathBuf,
+}
+
+impl KeyFiles {
+    fn new(data_dir: &Path) -> Self {
+        let dir = data_dir.join("jwt");
+        Self {
+            key_path: dir.join("jwt-key.pem"),
+            metadata_path: dir.join("jwt-key.json"),
+            dir,
+        }
+    }
+
+    /// Reads the stored key. Returns `Ok(None)` when no key is stored and `Err` with the reason
+    /// when a stored key cannot serve `key_type` now.
+    fn load(&self, key_type: JwtKeyType) -> Result<Option<JwtSigningKey>, String> {
+        let metadata = match std::fs::read(&self.metadata_path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(format!(
+                    "failed to read {}: {error}",
+                    self.metadata_path.display()
+                ));
+            }
+        };
+        let metadata: KeyMetadata = serde_json::from_slice(&metadata).map_err(|e| {
+            format!(
+                "invalid metadata file {}: {e}",
+                self.metadata_path.display()
+            )
+        })?;
+        if metadata.key_type != key_type.to_string() {
+            return Err(format!(
+                "key type {} is not the configured {key_type}",
+                metadata.key_type
+            ));
+        }
+        if metadata.key_id.is_empty() {
+            return Err("empty key ID".to_owned());
+        }
+        let not_after = UNIX_EPOCH + Duration::from_secs(metadata.not_after);
+        if SystemTime::now() >= not_after {
+            return Err(format!("expired at Unix time {}", metadata.not_after));
+        }
+
+        let pem = Zeroizing::new(
+            std::fs::read_to_string(&self.key_path)
+                .map_err(|e| format!("failed to read {}: {e}", self.key_path.display()))?,
+        );
+        let material = KeyMaterial::parse(&pem, key_type)?;
+        Ok(Some(material.into_key(
+            metadata.key_id,
+            key_type,
+            not_after,
+        )))
+    }
+
+    /// Writes the key (mode 0600) before its metadata, so metadata on disk always has its key.
+    fn save(
+        &self,
+        material: &KeyMaterial,
+        key_id: &str,
+        key_type: JwtKeyType,
+        not_after: SystemTime,
+    ) -> Result<(), JwtError> {
+        signet_core::fs::create_private_dir(&self.dir).map_err(|source| JwtError::Io {
+            action: "create directory",
+            path: self.dir.clone(),
+            source,
+        })?;
+        signet_core::fs::write_secret(&self.key_path, material.pkcs8_pem.as_bytes()).map_err(
+            |source| JwtError::Io {
+                action: "write",
+                path: self.key_path.clone(),
+                source,
+            },
+        )?;
+
+        let metadata = KeyMetadata {
+            key_id: key_id.to_owned(),
+            key_type: key_type.to_string(),
+            not_after: unix_seconds(not_after),
+        };
+        // serde_json fails only on non-string map keys or failing Serialize impls, and this
+        // struct has neither.
+        let text = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
+        signet_core::fs::write_atomic(&self.metadata_path, &text, METADATA_FILE_MODE).map_err(
+            |source| JwtError::Io {
+                action: "write",
+                path: self.metadata_path.clone(),
+                source,
+            },
+        )
+    }
+}
+
+/// Drops sub-second precision, because the metadata file, the bundle and `exp` keep whole
+/// seconds.
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix_seconds(time))
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Returns a random `kid` of [`KEY_ID_LEN`] letters and digits.
+fn random_key_id() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(KEY_ID_LEN)
+        .map(char::from)
+        .collect()
+}
+
+const KEY_ID_LEN: usize = 32;
+const RSA_KEY_BITS: usize = 2048;
+
+/// The metadata is not secret, but only the server reads it.
+const METADATA_FILE_MODE: u32 = 0o600;
