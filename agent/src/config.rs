@@ -92,56 +92,7 @@ pub enum Bootstrap {
     TrustBundle(Vec<CertificateDer<'static>>),
 }
 
-/// Error in the agent's settings.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A file named by the settings could not be read.
-    #[error("failed to read {what} {path}")]
-    ReadFile {
-        /// Purpose of the file.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The config file is not valid TOML or has an unknown key or a value of the wrong type.
-    #[error("invalid config file {path}: {message}")]
-    ParseFile {
-        /// The config file.
-        path: PathBuf,
-        /// The parser's description, which names the key.
-        message: String,
-    },
-    /// A required setting is missing.
-    #[error("missing {key}: set --{flag} or `{key}` in the config file")]
-    Missing {
-        /// The config file key.
-        key: &'static str,
-        /// The flag.
-        flag: &'static str,
-    },
-    /// A setting has a value that cannot be used.
-    #[error("invalid {key} {value:?}: {reason}")]
-    Invalid {
-        /// The config file key.
-        key: &'static str,
-        /// The rejected value.
-        value: String,
-        /// The problem and the expected value.
-        reason: String,
-    },
-    /// The join token is not a valid SPIFFE ID path segment. The message omits the secret value.
-    #[error(
-        "invalid join token: use the token exactly as `signet-server token generate` printed it"
-    )]
-    InvalidJoinToken,
-    /// Both a trust bundle and insecure bootstrap were requested.
-    #[error("trust_bundle_path and insecure_bootstrap exclude each other: set only one")]
-    ConflictingBootstrap,
-}
+pub use signet_core::config::ConfigError;
 
 /// The config file as written. Every key is optional because flags may supply it.
 #[derive(Debug, Default, Deserialize)]
@@ -186,7 +137,7 @@ impl AgentConfig {
     /// [`ConfigError`] naming the first setting that is missing, unreadable or invalid.
     pub fn from_args(args: RunArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
-            Some(path) => read_config_file(path)?,
+            Some(path) => signet_core::config::read_toml(path)?,
             None => FileConfig::default(),
         };
 
@@ -285,7 +236,7 @@ impl JoinToken {
         // The token becomes one segment of the agent's SPIFFE ID path.
         let is_segment = !token.is_empty() && !token.contains('/');
         if !is_segment || join_token_agent_id(trust_domain, &token).is_err() {
-            return Err(ConfigError::InvalidJoinToken);
+            return Err(ConfigError::Rejected(INVALID_JOIN_TOKEN));
         }
         Ok(Self(token))
     }
@@ -305,36 +256,12 @@ impl Bootstrap {
         insecure_bootstrap: bool,
     ) -> Result<Self, ConfigError> {
         match (trust_bundle, insecure_bootstrap) {
-            (Some(_), true) => Err(ConfigError::ConflictingBootstrap),
+            (Some(_), true) => Err(ConfigError::Rejected(CONFLICTING_BOOTSTRAP)),
             (Some(path), false) => Ok(Self::TrustBundle(read_trust_bundle(path)?)),
             (None, true) => Ok(Self::InsecureBootstrap),
             (None, false) => Ok(Self::None),
         }
     }
-}
-
-fn read_config_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        what: "config file",
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|error| ConfigError::ParseFile {
-        path: path.to_owned(),
-        message: with_line(error.message(), &text, error.span()),
-    })
-}
-
-/// Appends " at line N" to a TOML error message when the error has a position.
-fn with_line(message: &str, text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    let Some(span) = span else {
-        return message.to_owned();
-    };
-    let line = text
-        .get(..span.start)
-        .map_or(0, |before| before.matches('\n').count())
-        + 1;
-    format!("{message} at line {line}")
 }
 
 fn read_trust_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
@@ -367,3 +294,11 @@ fn invalid(key: &'static str, value: &str, reason: impl fmt::Display) -> ConfigE
 
 #[cfg(test)]
 mod tests;
+
+/// The join token is not a valid SPIFFE ID path segment; the message leaves out the secret value.
+const INVALID_JOIN_TOKEN: &str =
+    "invalid join token: use the token exactly as `signet-server token generate` printed it";
+
+/// Both a trust bundle and insecure bootstrap were requested.
+const CONFLICTING_BOOTSTRAP: &str =
+    "trust_bundle_path and insecure_bootstrap exclude each other: set only one";

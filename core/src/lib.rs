@@ -2,6 +2,7 @@
 //! fixed meaning, and file writes that never leave a half-written or world-readable secret.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod duration;
 pub mod fs;
 pub mod ids;

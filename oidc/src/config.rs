@@ -1,7 +1,7 @@
 //! Settings of `signet-oidc run`: flags and an optional TOML file, merged and validated once.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -90,49 +90,7 @@ pub enum Transport {
     },
 }
 
-/// Error in the provider settings.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The config file could not be read.
-    #[error("failed to read config file {path}")]
-    ReadFile {
-        /// The config file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The config file is not valid TOML or has an unknown key or a value of the wrong type.
-    #[error("invalid config file {path}: {message}")]
-    ParseFile {
-        /// The config file.
-        path: PathBuf,
-        /// The parser's description, which names the key.
-        message: String,
-    },
-    /// A required setting is missing.
-    #[error("missing {key}: set --{flag} or `{key}` in the config file")]
-    Missing {
-        /// The config file key.
-        key: &'static str,
-        /// The flag.
-        flag: &'static str,
-    },
-    /// A setting has a value that cannot be used.
-    #[error("invalid {key} {value:?}: {reason}")]
-    Invalid {
-        /// The config file key.
-        key: &'static str,
-        /// The rejected value.
-        value: String,
-        /// The problem and the expected form.
-        reason: String,
-    },
-    /// Neither TLS files nor plain HTTP were chosen, or both were.
-    #[error("{0}")]
-    Transport(&'static str),
-}
+pub use signet_core::config::ConfigError;
 
 /// The config file as written; every key is optional because flags may supply it.
 #[derive(Debug, Default, Deserialize)]
@@ -166,7 +124,7 @@ impl Config {
     /// [`ConfigError`] naming the file, key or value that cannot be used.
     pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
-            Some(path) => read_file(path)?,
+            Some(path) => signet_core::config::read_toml(path)?,
             None => FileConfig::default(),
         };
         Self::merge(args, file)
@@ -200,17 +158,6 @@ impl Config {
             )?,
         })
     }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|error| ConfigError::ParseFile {
-        path: path.to_owned(),
-        message: error.message().to_owned(),
-    })
 }
 
 fn issuer(text: Option<String>) -> Result<ProviderUrl, ConfigError> {
@@ -289,11 +236,11 @@ fn transport(
     match (cert, key, insecure_http) {
         (Some(cert), Some(key), false) => Ok(Transport::Tls { cert, key }),
         (None, None, true) => Ok(Transport::InsecureHttp),
-        (None, None, false) => Err(ConfigError::Transport(
+        (None, None, false) => Err(ConfigError::Rejected(
             "missing TLS files: set --tls-cert and --tls-key, or --insecure-http behind a \
              TLS-terminating proxy",
         )),
-        (_, _, true) => Err(ConfigError::Transport(
+        (_, _, true) => Err(ConfigError::Rejected(
             "--insecure-http cannot be combined with --tls-cert or --tls-key: choose one",
         )),
         (Some(_), None, false) => Err(ConfigError::Missing {

@@ -110,46 +110,7 @@ pub struct Config {
     pub upstream: Option<UpstreamCa>,
 }
 
-/// Error in the server settings.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The config file could not be read.
-    #[error("failed to read config file {path}")]
-    ReadFile {
-        /// The config file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The config file is not valid TOML or has an unknown key or a value of the wrong type.
-    #[error("invalid config file {path}: {message}")]
-    ParseFile {
-        /// The config file.
-        path: PathBuf,
-        /// The parser's description, which names the key.
-        message: String,
-    },
-    /// A required setting is missing.
-    #[error("missing {key}: set --{flag} or `{key}` in the config file")]
-    Missing {
-        /// The config file key.
-        key: &'static str,
-        /// The flag.
-        flag: &'static str,
-    },
-    /// A setting has a value that cannot be used.
-    #[error("invalid {key} {value:?}: {reason}")]
-    Invalid {
-        /// The config file key.
-        key: &'static str,
-        /// The rejected value.
-        value: String,
-        /// The problem and the expected form.
-        reason: String,
-    },
-}
+pub use signet_core::config::ConfigError;
 
 /// The config file as written; every key is optional because flags may supply it.
 #[derive(Debug, Default, Deserialize)]
@@ -188,7 +149,7 @@ impl Config {
     /// [`ConfigError`] naming the file, key or value that cannot be used.
     pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
-            Some(path) => read_file(path)?,
+            Some(path) => signet_core::config::read_toml(path)?,
             None => FileConfig::default(),
         };
         Self::merge(args, file)
@@ -266,17 +227,6 @@ impl fmt::Debug for Config {
             .field("upstream", &self.upstream.is_some())
             .finish()
     }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|error| ConfigError::ParseFile {
-        path: path.to_owned(),
-        message: error.message().to_owned(),
-    })
 }
 
 fn trust_domain(name: Option<String>) -> Result<TrustDomain, ConfigError> {

@@ -120,7 +120,10 @@ fn invalid_join_token_is_rejected_without_echo() {
         let mut args = args("example.org");
         args.join_token = Some(token.to_owned());
         let error = AgentConfig::from_args(args).unwrap_err();
-        assert!(matches!(error, ConfigError::InvalidJoinToken), "{token:?}");
+        assert!(
+            matches!(error, ConfigError::Rejected(INVALID_JOIN_TOKEN)),
+            "{token:?}"
+        );
         if !token.is_empty() {
             assert!(!error.to_string().contains(token));
         }
@@ -147,7 +150,7 @@ fn trust_bundle_and_insecure_bootstrap_conflict() {
 
     assert!(matches!(
         AgentConfig::from_args(args),
-        Err(ConfigError::ConflictingBootstrap)
+        Err(ConfigError::Rejected(CONFLICTING_BOOTSTRAP))
     ));
 }
 

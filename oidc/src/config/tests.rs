@@ -101,7 +101,7 @@ fn transport_needs_exactly_one_choice() {
         (Some("c.pem"), None, true),
     ] {
         let error = Config::load(&tls_only(cert, key, insecure_http)).unwrap_err();
-        assert!(matches!(error, ConfigError::Transport(_)), "{error:?}");
+        assert!(matches!(error, ConfigError::Rejected(_)), "{error:?}");
     }
     let error = Config::load(&tls_only(Some("c.pem"), None, false)).unwrap_err();
     assert!(matches!(error, ConfigError::Missing { key: "tls_key", .. }));
