@@ -17,7 +17,8 @@ use signet_proto::spire::api::types::Jwtsvid;
 use zeroize::Zeroizing;
 
 pub use self::cache::JwtSvidCache;
-pub use self::validate::{ValidatedJwtSvid, ValidationError, validate};
+pub(crate) use self::validate::quoted;
+pub use self::validate::{MAX_TOKEN_BYTES, ValidatedJwtSvid, ValidationError, validate};
 use crate::node::{Node, describe_status};
 
 /// Has JWT-SVIDs signed for registration entries. The agent's [`Node`] implements it by calling

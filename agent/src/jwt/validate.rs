@@ -32,32 +32,39 @@ pub struct ValidatedJwtSvid {
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
+    /// The token is longer than [`MAX_TOKEN_BYTES`], so nothing else of it is read.
+    #[error("JWT-SVID is {0} bytes, over the limit of {MAX_TOKEN_BYTES} bytes")]
+    TooLarge(usize),
     /// The token is not three base64url parts, or a part is not JSON.
     #[error("malformed JWT-SVID: {0}")]
     Malformed(String),
     /// The header has a member other than `alg`, `kid` and `typ`.
-    #[error("JWT-SVID header member {0:?} is not allowed; only alg, kid and typ are")]
+    #[error("JWT-SVID header member {} is not allowed; only alg, kid and typ are", quoted(.0))]
     UnsupportedHeader(String),
     /// `alg` is missing or not one of the asymmetric algorithms the specification allows.
     #[error(
-        "JWT-SVID algorithm {0:?} is not allowed; expected RS256, RS384, RS512, ES256, ES384, \
-         PS256, PS384 or PS512"
+        "JWT-SVID algorithm {} is not allowed; expected RS256, RS384, RS512, ES256, ES384, \
+         PS256, PS384 or PS512",
+        quoted(.0)
     )]
     UnsupportedAlgorithm(String),
     /// `typ` is present but neither `JWT` nor `JOSE`.
-    #[error("JWT-SVID header typ {0:?} is not JWT or JOSE")]
+    #[error("JWT-SVID header typ {} is not JWT or JOSE", quoted(.0))]
     InvalidType(String),
     /// The header has no `kid`, so no key can be chosen.
     #[error("JWT-SVID header has no kid")]
     MissingKeyId,
-    /// `sub` is missing or not a SPIFFE ID.
-    #[error("JWT-SVID sub {0:?} is not a valid SPIFFE ID")]
+    /// `sub` is missing or not a string.
+    #[error("JWT-SVID has no valid sub claim: expected a SPIFFE ID string")]
+    MissingSubject,
+    /// `sub` is a string but not a SPIFFE ID.
+    #[error("JWT-SVID sub {} is not a valid SPIFFE ID", quoted(.0))]
     InvalidSubject(String),
     /// The agent has no JWT bundle for the trust domain of `sub`.
     #[error("no JWT bundle for trust domain {0}")]
     UntrustedTrustDomain(TrustDomain),
     /// The bundle has no key with the token's `kid`.
-    #[error("no JWT authority with key ID {key_id:?} in the bundle of {trust_domain}")]
+    #[error("no JWT authority with key ID {} in the bundle of {trust_domain}", quoted(.key_id))]
     UnknownKeyId {
         /// The token's `kid`.
         key_id: String,
@@ -75,11 +82,18 @@ pub enum ValidationError {
     /// The signature does not verify with the key.
     #[error("JWT-SVID signature is invalid")]
     InvalidSignature,
-    /// `aud` is missing, empty or not strings.
-    #[error("JWT-SVID has no valid aud claim")]
+    /// `aud` is missing, or not a non-empty string or a non-empty array of non-empty strings.
+    #[error(
+        "JWT-SVID has no valid aud claim: expected a non-empty string or a non-empty array \
+         of them"
+    )]
     MissingAudience,
     /// `aud` does not contain the validator's audience.
-    #[error("JWT-SVID audience {actual:?} does not contain {expected:?}")]
+    #[error(
+        "JWT-SVID audience {} does not contain {}",
+        quoted_list(.actual),
+        quoted(.expected)
+    )]
     AudienceMismatch {
         /// The audience the caller validates for.
         expected: String,
@@ -120,7 +134,10 @@ pub fn validate(
     authorities: &[JwtAuthority],
     now: SystemTime,
 ) -> Result<ValidatedJwtSvid, ValidationError> {
-    // Parse: the algorithm is checked before the payload is even decoded.
+    // Parse: the size first, and the algorithm before the payload is even decoded.
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(ValidationError::TooLarge(token.len()));
+    }
     let (header, payload) = split_compact(token)?;
     let header = decode_json(header, "header")?;
     let algorithm = check_header(&header)?;
@@ -198,13 +215,14 @@ fn check_header(header: &Map<String, Value>) -> Result<Algorithm, ValidationErro
     match header.get("typ") {
         None => {}
         Some(Value::String(typ)) if typ == "JWT" || typ == "JOSE" => {}
+        Some(Value::String(typ)) => return Err(ValidationError::InvalidType(typ.clone())),
         Some(other) => return Err(ValidationError::InvalidType(other.to_string())),
     }
     Ok(algorithm)
 }
 
 fn subject(claims: &Map<String, Value>) -> Result<SpiffeId, ValidationError> {
-    let subject = string_member(claims, "sub").unwrap_or_default();
+    let subject = string_member(claims, "sub").ok_or(ValidationError::MissingSubject)?;
     parse_spiffe_id(subject).map_err(|_| ValidationError::InvalidSubject(subject.to_owned()))
 }
 
@@ -268,7 +286,7 @@ fn verify_signature(
     }
 }
 
-/// Checks that `aud`, a string or an array of strings, contains `expected`.
+/// Checks that `aud`, a string or an array of strings, none of them empty, contains `expected`.
 fn check_audience(claims: &Map<String, Value>, expected: &str) -> Result<(), ValidationError> {
     let actual: Vec<String> = match claims.get("aud") {
         Some(Value::String(audience)) => vec![audience.clone()],
@@ -279,7 +297,7 @@ fn check_audience(claims: &Map<String, Value>, expected: &str) -> Result<(), Val
             .ok_or(ValidationError::MissingAudience)?,
         _ => return Err(ValidationError::MissingAudience),
     };
-    if actual.is_empty() {
+    if actual.is_empty() || actual.iter().any(String::is_empty) {
         return Err(ValidationError::MissingAudience);
     }
     if actual.iter().any(|audience| audience == expected) {
@@ -327,6 +345,34 @@ fn seconds_to_time(value: &Value) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(duration)
 }
 
+/// Quotes `value` with control characters escaped, cut after [`MAX_QUOTED_BYTES`] of escaped
+/// text. Token values may be kilobytes long, and a status message that long breaks the client's
+/// HTTP/2 stream.
+pub(crate) fn quoted(value: &str) -> String {
+    let mut escaped = String::new();
+    for character in value.chars() {
+        let piece = character.escape_debug().to_string();
+        if escaped.len() + piece.len() > MAX_QUOTED_BYTES {
+            return format!("\"{escaped}\"... ({} bytes)", value.len());
+        }
+        escaped.push_str(&piece);
+    }
+    format!("\"{escaped}\"")
+}
+
+/// Quotes the first [`MAX_QUOTED_VALUES`] of `values` as a list, each as [`quoted`] does.
+fn quoted_list(values: &[String]) -> String {
+    let mut items: Vec<String> = values
+        .iter()
+        .take(MAX_QUOTED_VALUES)
+        .map(|value| quoted(value))
+        .collect();
+    if values.len() > MAX_QUOTED_VALUES {
+        items.push(format!("and {} more", values.len() - MAX_QUOTED_VALUES));
+    }
+    format!("[{}]", items.join(", "))
+}
+
 fn string_member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     object.get(name).and_then(Value::as_str)
 }
@@ -334,6 +380,15 @@ fn string_member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a s
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
+
+/// Maximum size of a token the agent reads, so that no caller has it decode megabytes. A token
+/// the server signs is under 1 KiB unless it carries long audiences.
+pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
+
+/// Bytes of escaped text of a token-supplied value that an error message quotes.
+const MAX_QUOTED_BYTES: usize = 256;
+/// Values of a token-supplied list that an error message quotes.
+const MAX_QUOTED_VALUES: usize = 8;
 
 /// The JWS algorithms the JWT-SVID specification allows that jsonwebtoken can verify. ES512
 /// is also allowed by the specification, but jsonwebtoken has no P-521 support.

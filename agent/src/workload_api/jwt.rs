@@ -122,6 +122,14 @@ pub(super) fn check_validate_request(request: &ValidateJwtsvidRequest) -> Result
     if request.svid.is_empty() {
         return Err(Status::invalid_argument("svid must be specified"));
     }
+    // No token of the size limit can carry a longer audience.
+    if request.audience.len() > jwt::MAX_TOKEN_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "audience is {} bytes, over the limit of {} bytes",
+            request.audience.len(),
+            jwt::MAX_TOKEN_BYTES
+        )));
+    }
     Ok(())
 }
 
@@ -149,14 +157,19 @@ pub(super) fn validate(
         SystemTime::now(),
     )
     .map_err(|error| {
-        warn!(pid = caller.pid, audience = %request.audience, error = %error, "Rejected JWT-SVID");
+        warn!(
+            pid = caller.pid,
+            audience = %jwt::quoted(&request.audience),
+            error = %error,
+            "Rejected JWT-SVID"
+        );
         Status::invalid_argument(error.to_string())
     })?;
 
     debug!(
         pid = caller.pid,
         spiffe_id = %validated.spiffe_id,
-        audience = %request.audience,
+        audience = %jwt::quoted(&request.audience),
         "Validated JWT-SVID"
     );
     Ok(ValidateJwtsvidResponse {

@@ -250,6 +250,38 @@ async fn validate_jwt_svid_checks_required_fields() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn validate_jwt_svid_rejects_oversized_input() {
+    let (server, signer, _ca) = start().await;
+    let mut client = server.client().await;
+    let token = signer.key.token(WEB, &["db"], LIFETIME);
+
+    for (request, message) in [
+        (
+            // Over tonic's default 4 MiB message limit, which the Workload API raises.
+            ValidateJwtsvidRequest {
+                audience: "db".to_owned(),
+                svid: "A".repeat(5 * 1024 * 1024),
+            },
+            "JWT-SVID is 5242880 bytes, over the limit of 65536 bytes",
+        ),
+        (
+            ValidateJwtsvidRequest {
+                audience: "a".repeat(70_000),
+                svid: token,
+            },
+            "audience is 70000 bytes, over the limit of 65536 bytes",
+        ),
+    ] {
+        let status = client
+            .validate_jwtsvid(with_header(request))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert_eq!(status.message(), message);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn validate_jwt_svid_returns_claims() {
     let (server, signer, _ca) = start().await;
     let token = signer.key.token(WEB, &["db"], LIFETIME);

@@ -24,6 +24,7 @@ use std::time::Duration;
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tracing::{debug, info, warn};
 
@@ -175,8 +176,9 @@ impl WorkloadApiListener {
         let service = WorkloadApiService::new(cache, self.jwt_signer, stopping.clone());
         let mut server = pin!(
             Server::builder()
-                .add_service(SpiffeWorkloadApiServer::with_interceptor(
-                    service,
+                .add_service(InterceptedService::new(
+                    SpiffeWorkloadApiServer::new(service)
+                        .max_decoding_message_size(MAX_REQUEST_BYTES),
                     check_security_header,
                 ))
                 .serve_with_incoming_shutdown(
@@ -294,6 +296,12 @@ fn remove_socket(socket_path: &Path) {
 
 /// How long shutdown waits for clients to close their connections after the streams ended.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Maximum size of a request message the Workload API decodes. It is far above what any request
+/// needs (the agent reads JWT-SVIDs of at most [`MAX_TOKEN_BYTES`](crate::jwt::MAX_TOKEN_BYTES)),
+/// so that an oversized
+/// token up to this size is rejected with InvalidArgument naming the token limit rather than a
+/// transport error. Above it, tonic rejects the request with OutOfRange.
+const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 const DIRECTORY_MODE: u32 = 0o755;
 const SOCKET_MODE: u32 = 0o777;
 
