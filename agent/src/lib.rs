@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod helper;
 pub mod jwt;
 pub mod node;
 pub mod run;

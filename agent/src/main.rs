@@ -1,5 +1,5 @@
 //! The `signet-agent` binary: `run` starts the agent, `api` and `healthcheck` call a running
-//! agent's Workload API.
+//! agent's Workload API, `helper` writes its SVID to files.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use signet_agent::cli::{self, Cli, Command};
 use signet_agent::config::{AgentConfig, RunArgs};
+use signet_agent::helper::{self, HelperArgs, HelperConfig};
 use signet_agent::run;
 use signet_core::process::{EXIT_INVALID_CONFIG, init_tracing, shutdown_signal};
 use tokio::runtime::Runtime;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Command::Run(args) => return run_agent(&runtime, args),
         Command::Api(command) => runtime.block_on(cli::run_api(command)),
         Command::Healthcheck(args) => runtime.block_on(cli::healthcheck(&args)),
+        Command::Helper(args) => return run_helper(&runtime, args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +77,23 @@ fn run_agent(runtime: &Runtime, args: RunArgs) -> ExitCode {
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "Agent failed");
             eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_helper(runtime: &Runtime, args: HelperArgs) -> ExitCode {
+    let config = match HelperConfig::from_args(args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    match runtime.block_on(helper::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,7 @@ use spiffe::WorkloadApiClient;
 use spiffe::transport::Endpoint;
 
 use crate::config::{DEFAULT_SOCKET_PATH, RunArgs};
+use crate::helper::HelperArgs;
 
 pub use self::healthcheck::healthcheck;
 
@@ -40,6 +41,9 @@ pub enum Command {
     Api(ApiCommand),
     /// Checks that the agent responds on the Workload API socket. Exits 0 if it does, else 1.
     Healthcheck(HealthcheckArgs),
+    /// Writes the X509-SVID, key and bundle to files and signals or runs a command after each
+    /// rotation, for software that cannot speak the Workload API.
+    Helper(HelperArgs),
 }
 
 /// Subcommands of `signet-agent api`.
@@ -225,7 +229,7 @@ async fn connect(endpoint: &Endpoint) -> anyhow::Result<WorkloadApiClient> {
 }
 
 /// Returns the endpoint as a user would type it.
-fn describe(endpoint: &Endpoint) -> String {
+pub(crate) fn describe(endpoint: &Endpoint) -> String {
     match endpoint {
         Endpoint::Unix(path) => path.display().to_string(),
         Endpoint::Tcp { host, port } => format!("tcp:{host}:{port}"),
