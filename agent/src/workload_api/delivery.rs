@@ -112,8 +112,6 @@ fn x509_svid(identity: &Identity, material: &X509SvidMaterial, bundle: &[u8]) ->
 }
 
 fn concatenate_der(certificates: &[CertificateDer<'static>]) -> Vec<u8> {
-    certificates
-        .iter()
-        .flat_map(|certificate| certificate.as_ref().iter().copied())
-        .collect()
+    let certificates: Vec<&[u8]> = certificates.iter().map(AsRef::as_ref).collect();
+    certificates.concat()
 }
