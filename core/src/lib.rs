@@ -2,11 +2,13 @@
 //! fixed meaning, and file writes that never leave a half-written or world-readable secret.
 #![forbid(unsafe_code)]
 
+pub mod audience;
 pub mod config;
 pub mod duration;
 pub mod fs;
 pub mod ids;
 pub mod jwk;
 pub mod process;
+pub mod provider_url;
 pub mod selector;
 pub mod tls;

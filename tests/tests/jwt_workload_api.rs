@@ -125,6 +125,33 @@ async fn fetch_jwt_svid_without_audience_is_invalid_argument() {
 }
 
 #[tokio::test]
+async fn fetch_jwt_svid_with_33_audiences_is_invalid_argument() {
+    let deployment = start().await.unwrap();
+    let client = workload::connect(&deployment.agent.endpoint())
+        .await
+        .unwrap();
+    let audiences: Vec<String> = (0..33).map(|index| format!("aud{index}")).collect();
+
+    let error = client.fetch_jwt_svid(audiences, None).await.unwrap_err();
+
+    assert!(error.is_invalid_argument(), "{error:?}");
+    assert!(format!("{error:?}").contains("at most 32"), "{error:?}");
+}
+
+#[tokio::test]
+async fn jwt_svid_with_32_audiences_parses() {
+    let deployment = start().await.unwrap();
+    let client = workload::connect(&deployment.agent.endpoint())
+        .await
+        .unwrap();
+    let audiences: Vec<String> = (0..32).map(|index| format!("aud{index}")).collect();
+
+    let svid = client.fetch_jwt_svid(audiences, None).await.unwrap();
+
+    assert_eq!(svid.audience().len(), 32);
+}
+
+#[tokio::test]
 async fn jwt_svid_for_foreign_spiffe_id_is_denied() {
     let deployment = start().await.unwrap();
     let client = workload::connect(&deployment.agent.endpoint())

@@ -8,6 +8,7 @@ use futures::future::try_join_all;
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value as ProtoValue};
 use serde_json::{Map, Value};
+use signet_core::audience::{AudienceError, check_audience};
 use signet_core::ids::parse_spiffe_id;
 use signet_core::jwk::jwks;
 use signet_core::selector::Selector;
@@ -103,8 +104,13 @@ impl JwtSvidIssuer {
 
 /// Checks the request fields of `FetchJWTSVID` and returns the requested SPIFFE ID, if any.
 pub(super) fn check_fetch_request(request: &JwtsvidRequest) -> Result<Option<SpiffeId>, Status> {
-    if request.audience.is_empty() {
-        return Err(Status::invalid_argument("audience must be specified"));
+    match check_audience(&request.audience) {
+        Ok(()) => {}
+        // SPIRE's exact message, which clients may match on.
+        Err(AudienceError::Missing) => {
+            return Err(Status::invalid_argument("audience must be specified"));
+        }
+        Err(error) => return Err(Status::invalid_argument(error.to_string())),
     }
     if request.spiffe_id.is_empty() {
         return Ok(None);

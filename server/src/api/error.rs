@@ -122,6 +122,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use signet_core::audience::AudienceError;
+
     use super::*;
 
     #[test]
@@ -133,7 +135,7 @@ mod tests {
             ),
             (ApiError::Ca(CaError::CsrSignature), Code::InvalidArgument),
             (
-                ApiError::Jwt(JwtError::InvalidAudience),
+                ApiError::Jwt(JwtError::InvalidAudience(AudienceError::Missing)),
                 Code::InvalidArgument,
             ),
             (

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use signet_core::audience::AudienceError;
 use signet_core::ids::{from_proto_id, parse_spiffe_id, to_proto_id};
 use signet_proto::spire::api::server::svid::v1::{
     BatchNewX509svidRequest, BatchNewX509svidResponse, MintJwtsvidRequest, MintJwtsvidResponse,
@@ -80,7 +81,7 @@ impl SvidApi for Services {
         let agent = self.authenticate_agent(&request).await?;
         let request = request.into_inner();
         if request.audience.is_empty() {
-            return Err(ApiError::from(JwtError::InvalidAudience).into());
+            return Err(ApiError::from(JwtError::InvalidAudience(AudienceError::Missing)).into());
         }
         let entries = self.authorized_entries(&agent).await?;
         let entry = find_authorized(&entries, &request.entry_id)?;

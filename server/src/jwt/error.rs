@@ -3,15 +3,17 @@
 use std::io;
 use std::path::PathBuf;
 
+use signet_core::audience::AudienceError;
+
 /// An error from the JWT signing key.
 ///
 /// Messages name paths, key IDs and SPIFFE IDs, never key material or tokens.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtError {
-    /// A token was requested without any audience, or with an empty audience value.
-    #[error("audience must be specified: give at least one non-empty audience")]
-    InvalidAudience,
+    /// The requested audience list is empty or past the limits every verifier accepts.
+    #[error(transparent)]
+    InvalidAudience(#[from] AudienceError),
 
     /// The requested TTL is zero or too large to add to the current time.
     #[error("invalid JWT-SVID TTL {ttl_seconds}s: use a TTL of at least one second")]
@@ -85,7 +87,7 @@ impl JwtError {
     pub fn is_invalid_argument(&self) -> bool {
         matches!(
             self,
-            Self::InvalidAudience | Self::InvalidSubject { .. } | Self::InvalidTtl { .. }
+            Self::InvalidAudience(_) | Self::InvalidSubject { .. } | Self::InvalidTtl { .. }
         )
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
+use signet_core::audience::check_audience;
 use spiffe::{SpiffeId, TrustDomain};
 
 use super::{JwtError, JwtSigningKey, SignedJwtSvid};
@@ -69,7 +70,7 @@ impl JwtSigner {
     ///
     /// # Errors
     ///
-    /// [`JwtError::InvalidAudience`] for no audience or an empty one,
+    /// [`JwtError::InvalidAudience`] for no audience, an empty one or too many,
     /// [`JwtError::InvalidSubject`] for an ID outside the trust domain or without a path,
     /// [`JwtError::InvalidTtl`] for a zero TTL, [`JwtError::KeyExpired`] once the key has expired,
     /// and [`JwtError::Signing`] when the JWT library fails.
@@ -91,9 +92,7 @@ impl JwtSigner {
         now: SystemTime,
     ) -> Result<SignedJwtSvid, JwtError> {
         self.check_subject(spiffe_id)?;
-        if audience.is_empty() || audience.iter().any(String::is_empty) {
-            return Err(JwtError::InvalidAudience);
-        }
+        check_audience(audience)?;
         let (issued_at, expires_at) = self.lifetime(ttl, now)?;
 
         let claims = JwtSvidClaims {

@@ -167,11 +167,11 @@ fn bad_requests_are_rejected() {
         .unwrap_err();
 
     assert!(
-        matches!(no_audience, JwtError::InvalidAudience),
+        matches!(no_audience, JwtError::InvalidAudience(_)),
         "{no_audience}"
     );
     assert!(
-        matches!(empty_audience, JwtError::InvalidAudience),
+        matches!(empty_audience, JwtError::InvalidAudience(_)),
         "{empty_audience}"
     );
     assert!(
