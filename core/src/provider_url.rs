@@ -40,6 +40,10 @@ pub enum ProviderUrlError {
     /// The URL has a query or fragment, which an OIDC issuer must not have.
     #[error("the URL must not contain a query (?) or fragment (#)")]
     QueryOrFragment,
+    /// The path has `.` or `..` segments, which clients resolve away, so the published text
+    /// would name another path than the one served.
+    #[error("the URL path must not contain . or .. segments")]
+    DotSegment,
 }
 
 impl ProviderUrl {
@@ -63,6 +67,9 @@ impl ProviderUrl {
         // `Url` drops an empty `?` or `#`, so look at the text as well.
         if url.query().is_some() || url.fragment().is_some() || text.contains(['?', '#']) {
             return Err(ProviderUrlError::QueryOrFragment);
+        }
+        if has_dot_segment(text) {
+            return Err(ProviderUrlError::DotSegment);
         }
         Ok(Self {
             text: text.to_owned(),
@@ -117,6 +124,17 @@ impl fmt::Debug for ProviderUrl {
     }
 }
 
+/// Returns whether the path of `text`, an absolute URL, has a `.` or `..` segment, also when
+/// percent-encoded.
+fn has_dot_segment(text: &str) -> bool {
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let path = after_scheme.split_once('/').map_or("", |(_, path)| path);
+    path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +172,19 @@ mod tests {
         ] {
             assert_eq!(parse(text), ProviderUrlError::QueryOrFragment, "{text}");
         }
+        for text in [
+            "https://x/a/../b",
+            "https://x/./keys",
+            "https://x/a/%2E%2e/b",
+            "https://x/..",
+        ] {
+            assert_eq!(parse(text), ProviderUrlError::DotSegment, "{text}");
+        }
+        assert!(matches!(
+            parse("https://oidc.example.org:99999"),
+            ProviderUrlError::Malformed(_)
+        ));
+        assert!(ProviderUrl::parse("https://x/a..b/.well").is_ok());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use signet_core::duration::parse_ttl;
 
 use crate::domain::DomainAllowList;
-use crate::provider_url::{DEFAULT_KEYS_SUFFIX, ProviderUrl};
+use signet_core::provider_url::{DEFAULT_KEYS_SUFFIX, ProviderUrl};
 
 /// Admin socket of a server started with its defaults.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/tmp/signet-server/private/api.sock";
@@ -32,8 +32,8 @@ pub struct RunArgs {
     /// [default: <issuer>/keys].
     #[arg(long)]
     pub jwks_uri: Option<String>,
-    /// Host name or IP address that requests may name in their Host header; repeat for more
-    /// [default: the issuer's host].
+    /// Host name or IP address that requests may name in their Host header, besides the
+    /// issuer's host, which is always allowed; repeat for more.
     #[arg(long = "domain", value_name = "NAME")]
     pub domains: Vec<String>,
     /// Unix socket of the server's admin API
@@ -189,13 +189,14 @@ fn provider_url(key: &'static str, text: &str) -> Result<ProviderUrl, ConfigErro
     })
 }
 
-/// Builds the allow-list. Without configured names it contains the issuer's host, the one name
-/// relying parties find in the discovery document.
+/// Builds the allow-list: the issuer's host, the one name relying parties find in the discovery
+/// document, plus the configured names (a proxy's or health check's).
 fn domain_allow_list(
     names: Option<Vec<String>>,
     issuer: &ProviderUrl,
 ) -> Result<DomainAllowList, ConfigError> {
-    let names = names.unwrap_or_else(|| vec![issuer.host()]);
+    let mut names = names.unwrap_or_default();
+    names.insert(0, issuer.host());
     DomainAllowList::new(names.iter().map(String::as_str)).map_err(|(value, error)| {
         ConfigError::Invalid {
             key: "domains",

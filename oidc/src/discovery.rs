@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::provider_url::ProviderUrl;
+use signet_core::provider_url::ProviderUrl;
 
 /// Signature algorithms a Signet server can sign JWT-SVIDs with (`--jwt-key-type`), plus ES384
 /// for P-384 keys that the bundle may hold.

@@ -6,7 +6,6 @@ pub mod config;
 pub mod discovery;
 pub mod domain;
 pub mod jwks;
-pub mod provider_url;
 pub mod routes;
 pub mod run;
 pub mod serve;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::discovery::DiscoveryDocument;
 use crate::domain::DomainAllowList;
-use crate::provider_url::DISCOVERY_SUFFIX;
+use signet_core::provider_url::DISCOVERY_SUFFIX;
 
 /// Time clients may cache the discovery document, which changes only with the configuration.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(300);

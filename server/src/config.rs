@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use signet_core::duration::parse_ttl;
 use signet_core::ids::parse_trust_domain;
+use signet_core::provider_url::ProviderUrl;
 use spiffe::TrustDomain;
 
 use crate::ca::{KeyType, UpstreamCa};
@@ -282,27 +283,18 @@ fn jwt_key_type(name: Option<String>) -> Result<JwtKeyType, ConfigError> {
     })
 }
 
-/// Accepts an absolute http(s) URL without query or fragment, as OpenID Connect Discovery
-/// requires of an issuer.
+/// Accepts an absolute http(s) URL without user info, query, fragment or dot segments, as
+/// OpenID Connect Discovery requires of an issuer and as `signet-oidc` checks it, so every token's
+/// `iss` is one a discovery provider can serve.
 fn jwt_issuer(issuer: Option<String>) -> Result<Option<String>, ConfigError> {
     let Some(issuer) = issuer else {
         return Ok(None);
     };
-    let host = issuer
-        .strip_prefix("https://")
-        .or_else(|| issuer.strip_prefix("http://"));
-    let is_valid = host.is_some_and(|rest| {
-        !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#', ' '])
-    });
-    if !is_valid {
-        return Err(ConfigError::Invalid {
-            key: "jwt_issuer",
-            value: issuer.clone(),
-            reason: "expected an https:// (or http://) URL with a host and without query or \
-                     fragment, such as https://oidc.example.org"
-                .to_owned(),
-        });
-    }
+    ProviderUrl::parse(&issuer).map_err(|error| ConfigError::Invalid {
+        key: "jwt_issuer",
+        value: issuer.clone(),
+        reason: error.to_string(),
+    })?;
     Ok(Some(issuer))
 }
 

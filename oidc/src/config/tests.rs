@@ -56,7 +56,7 @@ fn invalid_issuer_names_the_value() {
 }
 
 #[test]
-fn domain_flags_replace_the_default() {
+fn domain_flags_add_to_the_issuer_host() {
     let config = Config::load(&RunArgs {
         domains: vec!["a.example.org".to_owned(), "B.example.org".to_owned()],
         ..args("https://oidc.example.org")
@@ -64,7 +64,7 @@ fn domain_flags_replace_the_default() {
     .unwrap();
     assert_eq!(
         config.domains.iter().collect::<Vec<_>>(),
-        ["a.example.org", "b.example.org"]
+        ["a.example.org", "b.example.org", "oidc.example.org"]
     );
 }
 

@@ -286,6 +286,27 @@ fn invalid_jwt_settings_name_the_key() {
             },
         ),
         (
+            "jwt_issuer",
+            RunArgs {
+                jwt_issuer: Some("https://user@x.org".to_owned()),
+                ..args("example.org")
+            },
+        ),
+        (
+            "jwt_issuer",
+            RunArgs {
+                jwt_issuer: Some("https://x.org:99999".to_owned()),
+                ..args("example.org")
+            },
+        ),
+        (
+            "jwt_issuer",
+            RunArgs {
+                jwt_issuer: Some("https://x.org/a/../b".to_owned()),
+                ..args("example.org")
+            },
+        ),
+        (
             "default_jwt_svid_ttl",
             RunArgs {
                 default_jwt_svid_ttl: Some("0s".to_owned()),
