@@ -270,14 +270,14 @@ fn read_trust_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, Config
         path: path.to_owned(),
         source,
     })?;
-    let shown = path.display().to_string();
+    let path_text = path.display().to_string();
     let certificates = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| invalid("trust_bundle_path", &shown, error))?;
+        .map_err(|error| invalid("trust_bundle_path", &path_text, error))?;
     if certificates.is_empty() {
         return Err(invalid(
             "trust_bundle_path",
-            &shown,
+            &path_text,
             "the file contains no PEM CERTIFICATE block",
         ));
     }

@@ -1,14 +1,15 @@
-//! Limits on JWT-SVID audiences, shared by the server that signs tokens and the agent that asks
-//! for them, so a request that no verifier could accept is rejected before anything is signed.
+//! Limits on JWT-SVID audiences, shared by the server that signs tokens and the agent that requests
+//! them, so a request that no verifier could accept is rejected before anything is signed.
 
-/// Most audiences one JWT-SVID may name. The `spiffe` crate (0.19) refuses to parse a token whose
-/// `aud` has more entries, so a larger token would be signed but unusable by its clients.
+/// Maximum number of audiences in one JWT-SVID. The `spiffe` crate 0.19 rejects a token whose
+/// `aud` has more entries (`MAX_JWT_AUDIENCE_COUNT` in its `svid/jwt` module), so a larger token
+/// would be signed but unusable by its clients.
 pub const MAX_AUDIENCES: usize = 32;
 
-/// Longest accepted audience value in bytes.
+/// Maximum length of one audience value in bytes.
 pub const MAX_AUDIENCE_LEN: usize = 2048;
 
-/// Why a requested audience list was rejected.
+/// Error for a rejected audience list.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AudienceError {

@@ -1,6 +1,6 @@
 //! Settings errors and config file reading shared by every Signet binary.
 //!
-//! Each binary takes its settings as flags and as keys of an optional TOML file; the file is read
+//! Each binary takes its settings as flags and as keys of an optional TOML file. The file is read
 //! into a raw struct that rejects unknown keys, then checked into the binary's own typed settings.
 
 use std::ops::Range;
@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-/// Why the settings cannot be used. Every message names the setting and, unless it is a secret,
-/// the rejected value.
+/// Error in a binary's settings. Every message names the setting and, unless it is a secret, the
+/// rejected value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {

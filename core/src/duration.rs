@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-/// Why a TTL was rejected.
+/// Error for a rejected TTL.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DurationError {

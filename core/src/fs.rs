@@ -1,8 +1,8 @@
 //! File writes for certificates, keys and sockets' directories.
 //!
-//! Every write goes to a temporary file in the target's directory, is flushed to disk, gets its
-//! mode, and only then replaces the target by rename, so a crash leaves either the old or the new
-//! file and a secret is never readable by others, not even for a moment.
+//! Every write goes to a temporary file in the target's directory, which is flushed to disk and
+//! given its mode before a rename replaces the target. A crash therefore leaves either the old or
+//! the new file, and a secret is never readable by others, not even for a moment.
 
 use std::fs::{self, DirBuilder, File, Permissions};
 use std::io::{self, Write};

@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 use signet_proto::spire::api::types::Spiffeid;
 use spiffe::{SpiffeId, SpiffeIdError, TrustDomain};
 
-/// Why an API SPIFFE ID could not be turned into a [`SpiffeId`].
+/// Error from turning an API SPIFFE ID or untrusted text into a [`SpiffeId`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdError {
@@ -13,7 +13,7 @@ pub enum IdError {
     Invalid {
         /// The ID as assembled from the request.
         id: String,
-        /// What the SPIFFE ID parser rejected.
+        /// The SPIFFE ID parser's error.
         #[source]
         source: SpiffeIdError,
     },
@@ -92,7 +92,7 @@ pub fn join_token_agent_id(trust_domain: &TrustDomain, token: &str) -> Result<Sp
 ///
 /// A join-token agent's ID ends with the token, which stays a secret the operator handled even
 /// after use. It is replaced by `sha256:` and the first 12 hex digits of the token's SHA-256
-/// digest, which still tells agents apart. Other IDs are returned unchanged.
+/// digest, which still distinguishes agents. Other IDs are returned unchanged.
 pub fn redacted_agent_id(agent_id: &SpiffeId) -> String {
     match agent_id.path().strip_prefix(JOIN_TOKEN_PATH_PREFIX) {
         Some(token) => {

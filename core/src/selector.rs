@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Selector types the agent's attestors produce, with the keys each one knows.
+/// Selector types the agent's attestors produce, with the keys each one produces.
 ///
 /// `spiffe_id` is the selector SPIRE puts on node alias entries created together with a join token.
 const KNOWN_TYPES: &[(&str, &[&str])] = &[
@@ -29,7 +29,7 @@ pub struct Selector {
     value: String,
 }
 
-/// Why a selector was rejected.
+/// Error for a rejected selector.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SelectorError {
@@ -52,7 +52,7 @@ pub enum SelectorError {
     InvalidValue {
         /// The whole selector text.
         selector: String,
-        /// What the value must look like.
+        /// The form the value must have.
         reason: String,
     },
     /// The type is known but the key inside the value is not.

@@ -103,7 +103,7 @@ pub enum NodeError {
     ReattestFailed {
         /// The agent's former SPIFFE ID, with the join token redacted.
         agent_id: String,
-        /// Why the attestation failed.
+        /// The cause of the attestation failure.
         #[source]
         source: Box<NodeError>,
     },

@@ -29,7 +29,7 @@ pub(crate) struct RejectionSignal {
 impl Rejection {
     /// Classifies a failed call, returning None for errors that a retry may fix.
     ///
-    /// The server tells the cases apart only in the status message (see the agent
+    /// The server distinguishes the cases only in the status message (see the agent
     /// authentication in the server's `api/caller.rs`).
     pub fn of(status: &Status) -> Option<Self> {
         if status.code() != Code::PermissionDenied {

@@ -167,7 +167,7 @@ async fn client_rejects_server_from_other_ca() {
     assert!(server.callers.lock().unwrap().is_empty());
 }
 
-/// A Bundle service that answers every call with `status`.
+/// A Bundle service that returns `status` for every call.
 struct RejectingBundle {
     status: Status,
 }
