@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "proto/spire/api/server/entry/v1/entry.proto",
     "proto/spire/api/server/bundle/v1/bundle.proto",
     "proto/spire/api/server/svid/v1/svid.proto",
+    "proto/spire/api/server/localauthority/v1/localauthority.proto",
     "proto/signet/server/sync/v1/sync.proto",
 ];
 

@@ -42,6 +42,11 @@ pub mod spire {
                     tonic::include_proto!("spire.api.server.svid.v1");
                 }
             }
+            pub mod localauthority {
+                pub mod v1 {
+                    tonic::include_proto!("spire.api.server.localauthority.v1");
+                }
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod authority;
 pub mod authorization;
 pub mod ca;
 pub mod cli;

@@ -10,15 +10,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, ChangeFeed, Endpoint, ServerState};
-use crate::ca::{CaConfig, CertificateAuthority};
+use crate::api::{self, ChangeFeed, Endpoint, ServerState, SvidTtls};
+use crate::authority::{JwtKind, Rotation, X509Kind, run_schedule};
+use crate::ca::CaConfig;
 use crate::config::Config;
-use crate::datastore::{BundleRecord, Datastore, JwtAuthorityRecord};
+use crate::datastore::Datastore;
 use crate::endpoints::{
     SERVER_IDENTITY_TTL, TlsSettings, bind_admin_socket, rotate_server_identity, serve_admin_api,
     serve_agent_api,
 };
-use crate::jwt::{JwtSigner, JwtSigningKey};
 
 /// Time open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -50,6 +50,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tls.clone(),
         identity_expiry,
     ));
+    let schedule = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            run_schedule(
+                &state.x509_authorities,
+                &state.jwt_authorities,
+                &state.datastore,
+                &state.changes,
+            )
+            .await;
+        })
+    };
     let agent_api = tokio::spawn(serve_agent_api(
         tcp,
         tls,
@@ -68,14 +80,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     })
     .await;
     rotation.abort();
+    schedule.abort();
     remove_admin_socket(&config);
     state.datastore.close().await;
     tracing::info!("Server stopped");
     result
 }
 
-/// Opens the datastore and the CA, publishes the CA in the bundle and issues the server's own
-/// X509-SVID. Returns the shared state, the TLS settings and the X509-SVID's expiry.
+/// Opens the datastore and the authorities, publishes them in the bundle and issues the server's
+/// own X509-SVID. Returns the shared state, the TLS settings and the X509-SVID's expiry.
 async fn prepare(config: &Config) -> anyhow::Result<(Arc<ServerState>, TlsSettings, SystemTime)> {
     signet_core::fs::create_private_dir(&config.data_dir).with_context(|| {
         format!(
@@ -86,28 +99,50 @@ async fn prepare(config: &Config) -> anyhow::Result<(Arc<ServerState>, TlsSettin
     let datastore = Datastore::open(&config.database_url)
         .await
         .context("failed to open the datastore")?;
-    let ca = Arc::new(load_ca(config).await?);
-    publish_authorities(&datastore, &ca).await?;
-    // The JWT key is in the bundle before the signer exists, so verifiers can check every token.
-    let jwt_key = load_jwt_key(config).await?;
-    let bundle = publish_jwt_authority(&datastore, &jwt_key).await?;
-    let jwt = JwtSigner::new(
-        config.trust_domain.clone(),
-        config.jwt_issuer.clone(),
-        config.default_jwt_svid_ttl,
-        jwt_key,
+    let changes = ChangeFeed::new(0);
+    let x509 = Rotation::open(
+        x509_kind(config),
+        &config.data_dir,
+        datastore.clone(),
+        changes.clone(),
+    )
+    .await
+    .context("failed to load or create the X.509 CA")?;
+    // Every JWT key is in the bundle before its signer exists, so verifiers can check every token.
+    let jwt = Rotation::open(
+        jwt_kind(config),
+        &config.data_dir,
+        datastore.clone(),
+        changes.clone(),
+    )
+    .await
+    .context("failed to load or create the JWT signing key")?;
+    let bundle = datastore
+        .bundle()
+        .await
+        .context("failed to read the bundle")?;
+    changes.bundle_changed(bundle.sequence_number);
+    tracing::info!(
+        authorities = bundle.authorities.len(),
+        jwt_authorities = bundle.jwt_authorities.len(),
+        sequence_number = bundle.sequence_number,
+        "Bundle ready"
     );
 
+    let ttls = SvidTtls {
+        default_x509_svid_ttl: config.default_x509_svid_ttl,
+        agent_svid_ttl: config.agent_svid_ttl,
+    };
     let state = Arc::new(ServerState::new(
         config.trust_domain.clone(),
         datastore,
-        Arc::clone(&ca),
-        config.default_x509_svid_ttl,
-        config.agent_svid_ttl,
+        x509,
         jwt,
-        ChangeFeed::new(bundle.sequence_number),
+        ttls,
+        changes,
     ));
-    let identity = ca
+    let identity = state
+        .ca()
         .issue_server_identity(SERVER_IDENTITY_TTL)
         .context("failed to issue the server X509-SVID")?;
     let identity_expiry = identity.expires_at;
@@ -115,97 +150,27 @@ async fn prepare(config: &Config) -> anyhow::Result<(Arc<ServerState>, TlsSettin
     Ok((state, tls, identity_expiry))
 }
 
-async fn load_ca(config: &Config) -> anyhow::Result<CertificateAuthority> {
-    let ca_config = CaConfig {
-        trust_domain: config.trust_domain.clone(),
-        data_dir: config.data_dir.clone(),
-        ca_ttl: config.ca_ttl,
-        key_type: config.ca_key_type,
-        upstream: config.upstream.clone(),
-    };
-    // NOTE: the CA is loaded once per start and not rotated while the server runs, so after
-    // ca_ttl every signing fails until the server restarts and creates a new CA.
-    // Key generation (RSA above all) and file I/O block, so they run off the async workers.
-    let ca = tokio::task::spawn_blocking(move || CertificateAuthority::load_or_create(&ca_config))
-        .await
-        .context("the CA task failed")?
-        .context("failed to load or create the CA")?;
-    tracing::info!(
-        expiry = %humantime::format_rfc3339_seconds(ca.expires_at()),
-        "CA ready"
-    );
-    Ok(ca)
-}
-
-/// Adds the CA's roots to the stored bundle, which keeps older roots so that SVIDs they signed
-/// still verify.
-async fn publish_authorities(
-    datastore: &Datastore,
-    ca: &CertificateAuthority,
-) -> anyhow::Result<BundleRecord> {
-    let mut bundle = datastore
-        .bundle()
-        .await
-        .context("failed to read the bundle")?;
-    for authority in ca.x509_authorities() {
-        bundle = datastore
-            .append_bundle_authority(&authority)
-            .await
-            .context("failed to add the CA to the bundle")?;
+fn x509_kind(config: &Config) -> X509Kind {
+    X509Kind {
+        config: CaConfig {
+            trust_domain: config.trust_domain.clone(),
+            dir: config.data_dir.clone(),
+            ca_ttl: config.ca_ttl,
+            key_type: config.ca_key_type,
+            upstream: config.upstream.clone(),
+        },
     }
-    tracing::info!(
-        authorities = bundle.authorities.len(),
-        sequence_number = bundle.sequence_number,
-        "Bundle ready"
-    );
-    Ok(bundle)
 }
 
-/// Loads the JWT signing key from the data directory or creates one that lives as long as a CA.
-async fn load_jwt_key(config: &Config) -> anyhow::Result<JwtSigningKey> {
-    let data_dir = config.data_dir.clone();
-    let key_type = config.jwt_key_type;
-    let ttl = config.ca_ttl;
-    // RSA key generation and file I/O block, so they run off the async workers.
-    let key = tokio::task::spawn_blocking(move || {
-        JwtSigningKey::load_or_create(&data_dir, key_type, ttl)
-    })
-    .await
-    .context("the JWT signing key task failed")?
-    .context("failed to load or create the JWT signing key")?;
-    tracing::info!(
-        key_id = %key.key_id(),
-        key_type = %key.key_type(),
-        expiry = %humantime::format_rfc3339_seconds(key.not_after()),
-        "JWT signing key ready"
-    );
-    Ok(key)
-}
-
-/// Adds the JWT signing key to the stored bundle, which keeps older keys so that tokens they
-/// signed still verify.
-///
-/// The published expiry is the key's notAfter: every token's `exp` is cut to it, so no token
-/// the key signed is valid after it.
-async fn publish_jwt_authority(
-    datastore: &Datastore,
-    key: &JwtSigningKey,
-) -> anyhow::Result<BundleRecord> {
-    let authority = JwtAuthorityRecord {
-        key_id: key.key_id().to_owned(),
-        public_key_der: key.public_key_der().to_vec(),
-        expires_at: api::unix_seconds(key.not_after()),
-    };
-    let bundle = datastore
-        .append_jwt_authority(&authority)
-        .await
-        .context("failed to add the JWT signing key to the bundle")?;
-    tracing::info!(
-        jwt_authorities = bundle.jwt_authorities.len(),
-        sequence_number = bundle.sequence_number,
-        "JWT authorities ready"
-    );
-    Ok(bundle)
+fn jwt_kind(config: &Config) -> JwtKind {
+    JwtKind {
+        trust_domain: config.trust_domain.clone(),
+        issuer: config.jwt_issuer.clone(),
+        default_ttl: config.default_jwt_svid_ttl,
+        key_type: config.jwt_key_type,
+        // A JWT signing key lives as long as a CA and rotates on the same schedule.
+        key_ttl: config.ca_ttl,
+    }
 }
 
 /// Waits for the shutdown signal or for an endpoint to stop, then stops both endpoints and waits

@@ -361,6 +361,7 @@ async fn agent_round_trips(store: &Datastore) {
             selector("spiffe_id:spiffe://example.org/x"),
         ],
         can_reattest: true,
+        x509_authority_id: "0a1b2c".to_owned(),
         ..join_token_agent("a1")
     };
     store.create_agent(&agent).await.unwrap();
@@ -690,6 +691,7 @@ fn join_token_agent(token: &str) -> AttestedAgent {
         selectors: Vec::new(),
         banned: false,
         can_reattest: false,
+        x509_authority_id: String::new(),
     }
 }
 

@@ -53,7 +53,12 @@ struct ServerKey {
 
 impl ServerKey {
     fn read(server: &Server) -> Self {
-        let dir = server.data_dir().join("jwt");
+        let authorities = server.data_dir().join("authorities/jwt");
+        let journal: Value =
+            serde_json::from_slice(&std::fs::read(authorities.join("journal.json")).unwrap())
+                .unwrap();
+        let generation = journal["active"]["generation"].as_u64().unwrap();
+        let dir = authorities.join(generation.to_string());
         let metadata: Value =
             serde_json::from_slice(&std::fs::read(dir.join("jwt-key.json")).unwrap()).unwrap();
         Self {

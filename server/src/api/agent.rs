@@ -184,6 +184,7 @@ impl AgentApi for Services {
         let renewed = AttestedAgent {
             serial_number: svid.serial_number.clone(),
             expires_at: unix_seconds(svid.expires_at),
+            x509_authority_id: svid.authority_id.clone(),
             ..agent
         };
         self.state
@@ -290,6 +291,7 @@ impl Services {
             selectors: Vec::new(),
             banned: false,
             can_reattest: false,
+            x509_authority_id: svid.authority_id.clone(),
         };
         match existing {
             Some(_) => self.state.datastore.update_agent(&agent).await?,
@@ -356,7 +358,7 @@ impl Services {
     fn sign_agent_svid(&self, csr: &[u8], agent_id: &SpiffeId) -> Result<SignedX509Svid, ApiError> {
         Ok(self
             .state
-            .ca
+            .ca()
             .sign_x509_svid(csr, agent_id, self.state.agent_svid_ttl, &[])?)
     }
 }

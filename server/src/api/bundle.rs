@@ -27,18 +27,18 @@ impl BundleApi for Services {
                 .authorities
                 .into_iter()
                 .map(|asn1| types::X509Certificate {
+                    tainted: bundle.tainted_authorities.contains(&asn1),
                     asn1,
-                    tainted: false,
                 })
                 .collect(),
             jwt_authorities: bundle
                 .jwt_authorities
                 .into_iter()
                 .map(|authority| types::JwtKey {
+                    tainted: bundle.tainted_jwt_key_ids.contains(&authority.key_id),
                     public_key: authority.public_key_der,
                     key_id: authority.key_id,
                     expires_at: authority.expires_at,
-                    tainted: false,
                 })
                 .collect(),
             refresh_hint: 0,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use signet_proto::signet::server::sync::v1::ChangeNotice;
 use tokio::sync::watch;
 
-/// Counts changes to entries and agents made through this server; each notice also carries the
-/// bundle's sequence number, which stays fixed while the server runs.
+/// Counts changes to entries, agents and the bundle made through this server; each notice also
+/// carries the bundle's sequence number.
 ///
 /// Agents hold a `WatchChanges` stream open and re-fetch their entries and the bundle whenever the
 /// revision moves, so every successful write must call [`ChangeFeed::notify`].
@@ -32,6 +32,14 @@ impl ChangeFeed {
     /// Records a change to entries or agents.
     pub fn notify(&self) {
         self.sender.send_modify(|notice| notice.revision += 1);
+    }
+
+    /// Records a change of the bundle, which now has `sequence_number`.
+    pub fn bundle_changed(&self, sequence_number: u64) {
+        self.sender.send_modify(|notice| {
+            notice.revision += 1;
+            notice.bundle_sequence_number = sequence_number;
+        });
     }
 
     /// Ends every open and future watch, so that a graceful shutdown need not wait for agents

@@ -4,6 +4,7 @@ use signet_core::ids::IdError;
 use signet_proto::spire::api::types;
 use tonic::{Code, Status};
 
+use crate::authority::RotationError;
 use crate::ca::CaError;
 use crate::datastore::DatastoreError;
 use crate::jwt::JwtError;
@@ -25,6 +26,9 @@ pub enum ApiError {
     /// The JWT signing key could not sign.
     #[error(transparent)]
     Jwt(#[from] JwtError),
+    /// A change of the server's authorities was refused or failed.
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
     /// A registration entry in the request is invalid.
     #[error(transparent)]
     Entry(#[from] EntryError),
@@ -65,6 +69,9 @@ impl ApiError {
             Self::Jwt(error) if error.is_invalid_argument() => Code::InvalidArgument,
             Self::Jwt(JwtError::KeyExpired { .. }) => Code::Unavailable,
             Self::Jwt(_) => Code::Internal,
+            Self::Rotation(RotationError::NotFound(_)) => Code::NotFound,
+            Self::Rotation(RotationError::FailedPrecondition(_)) => Code::FailedPrecondition,
+            Self::Rotation(RotationError::Internal(_)) => Code::Internal,
             Self::Entry(_) | Self::Id(_) | Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::NotFound(_) => Code::NotFound,

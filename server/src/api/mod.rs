@@ -8,6 +8,7 @@ mod changes;
 mod entry;
 mod error;
 mod filter;
+mod localauthority;
 mod mask;
 mod paging;
 mod svid;
@@ -20,11 +21,13 @@ use signet_proto::signet::server::sync::v1::sync_server::SyncServer;
 use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
 use signet_proto::spire::api::server::entry::v1::entry_server::EntryServer;
+use signet_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer;
 use signet_proto::spire::api::server::svid::v1::svid_server::SvidServer;
 use spiffe::TrustDomain;
 use tonic::Request;
 use tonic::service::Routes;
 
+use crate::authority::{JwtKind, Rotation, X509Kind};
 use crate::ca::CertificateAuthority;
 use crate::datastore::Datastore;
 use crate::jwt::JwtSigner;
@@ -51,14 +54,14 @@ pub struct ServerState {
     pub trust_domain: TrustDomain,
     /// Entries, agents, join tokens and the bundle.
     pub datastore: Datastore,
-    /// Signs agent and workload X509-SVIDs.
-    pub ca: Arc<CertificateAuthority>,
+    /// The X.509 CAs; the active one signs agent and workload X509-SVIDs.
+    pub x509_authorities: Rotation<X509Kind>,
     /// Lifetime of workload X509-SVIDs whose entry sets no TTL.
     pub default_x509_svid_ttl: Duration,
     /// Lifetime of agent X509-SVIDs.
     pub agent_svid_ttl: Duration,
-    /// Signs JWT-SVIDs with the key published in the bundle.
-    pub jwt: JwtSigner,
+    /// The JWT signing keys; the active one signs JWT-SVIDs.
+    pub jwt_authorities: Rotation<JwtKind>,
     /// Notifies agents of changes.
     pub changes: ChangeFeed,
     authenticator: AgentAuthenticator,
@@ -66,27 +69,45 @@ pub struct ServerState {
 
 impl ServerState {
     /// Bundles the server's parts. `changes` should start at the bundle's current sequence number,
-    /// and the bundle should already publish the key of `jwt`.
+    /// and the bundle should already publish every authority.
     pub fn new(
         trust_domain: TrustDomain,
         datastore: Datastore,
-        ca: Arc<CertificateAuthority>,
-        default_x509_svid_ttl: Duration,
-        agent_svid_ttl: Duration,
-        jwt: JwtSigner,
+        x509_authorities: Rotation<X509Kind>,
+        jwt_authorities: Rotation<JwtKind>,
+        svid_ttls: SvidTtls,
         changes: ChangeFeed,
     ) -> Self {
         Self {
             trust_domain,
             datastore,
-            ca,
-            default_x509_svid_ttl,
-            agent_svid_ttl,
-            jwt,
+            x509_authorities,
+            default_x509_svid_ttl: svid_ttls.default_x509_svid_ttl,
+            agent_svid_ttl: svid_ttls.agent_svid_ttl,
+            jwt_authorities,
             changes,
             authenticator: AgentAuthenticator::default(),
         }
     }
+
+    /// Returns the CA that signs X509-SVIDs now.
+    pub fn ca(&self) -> Arc<CertificateAuthority> {
+        self.x509_authorities.active()
+    }
+
+    /// Returns the signer of JWT-SVIDs now.
+    pub fn jwt(&self) -> Arc<JwtSigner> {
+        self.jwt_authorities.active()
+    }
+}
+
+/// Lifetimes of X509-SVIDs the server signs.
+#[derive(Clone, Copy, Debug)]
+pub struct SvidTtls {
+    /// Lifetime of workload X509-SVIDs whose entry sets no TTL.
+    pub default_x509_svid_ttl: Duration,
+    /// Lifetime of agent X509-SVIDs.
+    pub agent_svid_ttl: Duration,
 }
 
 /// Builds the gRPC routes served on `endpoint`.
@@ -96,6 +117,7 @@ pub fn routes(state: Arc<ServerState>, endpoint: Endpoint) -> Routes {
         .add_service(EntryServer::new(services.clone()))
         .add_service(SvidServer::new(services.clone()))
         .add_service(BundleServer::new(services.clone()))
+        .add_service(LocalAuthorityServer::new(services.clone()))
         .add_service(SyncServer::new(services))
 }
 

@@ -67,7 +67,7 @@ impl SvidApi for Services {
         self.require_admin()?;
         let request = request.into_inner();
         let spiffe_id = from_proto_id(request.id.as_ref()).map_err(ApiError::from)?;
-        let ttl = requested_ttl(request.ttl, self.state.jwt.default_ttl())?;
+        let ttl = requested_ttl(request.ttl, self.state.jwt().default_ttl())?;
         let svid = self.sign_jwt_svid(&spiffe_id, &request.audience, ttl)?;
         Ok(Response::new(MintJwtsvidResponse {
             svid: Some(jwt_svid(svid, &spiffe_id, String::new())),
@@ -88,7 +88,7 @@ impl SvidApi for Services {
 
         let ttl = match u64::try_from(entry.jwt_svid_ttl) {
             Ok(seconds) if seconds > 0 => Duration::from_secs(seconds),
-            _ => self.state.jwt.default_ttl(),
+            _ => self.state.jwt().default_ttl(),
         };
         let ttl = entry
             .ttl_within_expiry(ttl, super::unix_now())
@@ -124,7 +124,7 @@ impl Services {
             .ok_or_else(|| ApiError::NotFound(format!("entry {:?} has expired", entry.id)))?;
         let svid =
             self.state
-                .ca
+                .ca()
                 .sign_x509_svid(&params.csr, &entry.spiffe_id, ttl, &entry.dns_names)?;
         tracing::debug!(
             entry_id = %entry.id,
@@ -150,7 +150,7 @@ impl Services {
 
         let svid = self
             .state
-            .ca
+            .ca()
             .sign_x509_svid(csr, &spiffe_id, ttl, &dns_names)?;
         tracing::debug!(
             spiffe_id = %spiffe_id,
@@ -166,11 +166,12 @@ impl Services {
         audience: &[String],
         ttl: Duration,
     ) -> Result<SignedJwtSvid, ApiError> {
-        let svid = self.state.jwt.sign(spiffe_id, audience, ttl)?;
+        let signer = self.state.jwt();
+        let svid = signer.sign(spiffe_id, audience, ttl)?;
         tracing::debug!(
             spiffe_id = %spiffe_id,
             audience = ?audience,
-            key_id = %self.state.jwt.key().key_id(),
+            key_id = %signer.key().key_id(),
             expiry = %humantime::format_rfc3339_seconds(svid.expires_at),
             "JWT-SVID signed"
         );

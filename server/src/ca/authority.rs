@@ -26,8 +26,8 @@ use super::{CaConfig, CaError};
 /// CA; in both cases its key and certificate persist in `<data_dir>/ca/`, so a restart keeps the
 /// same trust bundle until the CA expires.
 ///
-/// NOTE: the CA is not rotated while the server runs. Near its notAfter, X509-SVID TTLs are cut
-/// to it, and after it signing fails with [`CaError::CaExpired`] until a restart creates a new CA.
+/// One CA signs until its notAfter: X509-SVID lifetimes are cut to it, and after it signing fails
+/// with [`CaError::CaExpired`]. The server's rotation replaces it long before that.
 pub struct CertificateAuthority {
     pub(super) trust_domain: TrustDomain,
     pub(super) issuer: Issuer<'static, KeyPair>,
@@ -35,6 +35,7 @@ pub struct CertificateAuthority {
     /// for a self-signed root, because the root is in the bundle.
     pub(super) intermediates: Vec<CertificateDer<'static>>,
     authorities: Vec<CertificateDer<'static>>,
+    authority_id: String,
     pub(super) not_before: SystemTime,
     pub(super) not_after: SystemTime,
     /// Set once an X509-SVID TTL has been cut to the CA expiry, so later cuts log at debug.
@@ -42,7 +43,7 @@ pub struct CertificateAuthority {
 }
 
 impl CertificateAuthority {
-    /// Loads the CA from `<data_dir>/ca/` when it is present, unexpired and matches the
+    /// Loads the CA from its directory when it is present, unexpired and matches the
     /// configuration (trust domain, key type, issuer), else creates a new one and writes it there.
     ///
     /// # Errors
@@ -52,33 +53,38 @@ impl CertificateAuthority {
     /// parsed, [`CaError::Upstream`] when the upstream CA cannot sign, and
     /// [`CaError::KeyGeneration`] or [`CaError::Certificate`] when creating the CA fails.
     pub fn load_or_create(config: &CaConfig) -> Result<Self, CaError> {
-        let files = CaFiles::new(&config.data_dir);
-        let upstream = config
-            .upstream
-            .as_ref()
-            .map(UpstreamChain::load)
-            .transpose()?;
-
-        if let Some(stored) = files.load()? {
-            match stored.check(config, upstream.as_ref()) {
-                Ok(()) => {
-                    tracing::info!(
-                        path = %files.cert_path.display(),
-                        expiry = %rfc3339(stored.not_after),
-                        "Loaded CA"
-                    );
-                    return Self::from_parts(config, stored.cert, stored.key, upstream);
-                }
-                Err(reason) => {
-                    tracing::warn!(
-                        path = %files.cert_path.display(),
-                        reason = %reason,
-                        "Stored CA is not usable, creating a new one"
-                    );
-                }
-            }
+        match Self::load(config)? {
+            Some(ca) => Ok(ca),
+            None => Self::create(config),
         }
-        Self::create(config, &files, upstream)
+    }
+
+    /// Loads the CA from its directory, or returns `None` when no CA is stored there or the stored
+    /// one is expired or does not match the configuration (the reason is logged).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Self::load_or_create`], except the errors of creating a CA.
+    pub fn load(config: &CaConfig) -> Result<Option<Self>, CaError> {
+        let files = CaFiles::new(&config.dir);
+        let upstream = load_upstream(config)?;
+        let Some(stored) = files.load()? else {
+            return Ok(None);
+        };
+        if let Err(reason) = stored.check(config, upstream.as_ref()) {
+            tracing::warn!(
+                path = %files.cert_path.display(),
+                reason = %reason,
+                "Stored CA is not usable"
+            );
+            return Ok(None);
+        }
+        tracing::info!(
+            path = %files.cert_path.display(),
+            expiry = %rfc3339(stored.not_after),
+            "Loaded CA"
+        );
+        Self::from_parts(config, stored.cert, stored.key, upstream).map(Some)
     }
 
     /// Returns the root certificates to publish in the trust bundle: the self-signed root, or the
@@ -92,11 +98,27 @@ impl CertificateAuthority {
         self.not_after
     }
 
-    fn create(
-        config: &CaConfig,
-        files: &CaFiles,
-        upstream: Option<UpstreamChain>,
-    ) -> Result<Self, CaError> {
+    /// Returns the notBefore time of the CA certificate that signs X509-SVIDs.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// Returns the ID operators name this CA by: its certificate's subject key identifier in
+    /// lower-case hex, as X509-SVIDs it signs carry it in their authority key identifier.
+    pub fn authority_id(&self) -> &str {
+        &self.authority_id
+    }
+
+    /// Creates a new CA and writes its key and certificate to its directory.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError::Io`] when the files cannot be written, [`CaError::Upstream`] when the upstream
+    /// CA cannot sign, and [`CaError::KeyGeneration`] or [`CaError::Certificate`] when creating
+    /// the CA fails.
+    pub fn create(config: &CaConfig) -> Result<Self, CaError> {
+        let files = CaFiles::new(&config.dir);
+        let upstream = load_upstream(config)?;
         let key = config.key_type.generate()?;
         let now = SystemTime::now();
         let params = ca_params(&config.trust_domain, now, config.ca_ttl, upstream.as_ref())?;
@@ -123,10 +145,12 @@ impl CertificateAuthority {
         key: KeyPair,
         upstream: Option<UpstreamChain>,
     ) -> Result<Self, CaError> {
-        let (not_before, not_after) = validity(&cert).map_err(|reason| CaError::CaCertificate {
-            path: CaFiles::new(&config.data_dir).cert_path,
+        let invalid = |reason| CaError::CaCertificate {
+            path: CaFiles::new(&config.dir).cert_path,
             reason,
-        })?;
+        };
+        let (not_before, not_after) = validity(&cert).map_err(invalid)?;
+        let authority_id = subject_key_id(&cert).map_err(invalid)?;
         let issuer = Issuer::from_ca_cert_der(&cert, key)
             .map_err(|source| CaError::Certificate { what: "CA", source })?;
         let (intermediates, authorities) = match upstream {
@@ -142,6 +166,7 @@ impl CertificateAuthority {
             issuer,
             intermediates,
             authorities,
+            authority_id,
             not_before,
             not_after,
             ttl_cut_logged: AtomicBool::new(false),
@@ -168,8 +193,8 @@ struct CaFiles {
 }
 
 impl CaFiles {
-    fn new(data_dir: &Path) -> Self {
-        let dir = data_dir.join("ca");
+    fn new(dir: &Path) -> Self {
+        let dir = dir.to_owned();
         Self {
             key_path: dir.join("ca-key.pem"),
             cert_path: dir.join("ca-cert.pem"),
@@ -316,6 +341,29 @@ fn ca_params(
     params.not_after = to_offset(not_after);
     params.use_authority_key_identifier_extension = upstream.is_some();
     Ok(params)
+}
+
+fn load_upstream(config: &CaConfig) -> Result<Option<UpstreamChain>, CaError> {
+    config
+        .upstream
+        .as_ref()
+        .map(UpstreamChain::load)
+        .transpose()
+}
+
+/// Returns the subject key identifier of a DER certificate in lower-case hex.
+fn subject_key_id(cert: &[u8]) -> Result<String, String> {
+    use x509_parser::extensions::ParsedExtension;
+
+    let (_, cert) = X509Certificate::from_der(cert)
+        .map_err(|error| format!("unparsable certificate: {error}"))?;
+    cert.extensions()
+        .iter()
+        .find_map(|extension| match extension.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(hex::encode(id.0)),
+            _ => None,
+        })
+        .ok_or_else(|| "no subject key identifier".to_owned())
 }
 
 fn exists(path: &Path) -> Result<bool, CaError> {

@@ -29,8 +29,8 @@ pub use signer::certificate_serial_number;
 pub struct CaConfig {
     /// The trust domain the CA signs X509-SVIDs for.
     pub trust_domain: TrustDomain,
-    /// The server's data directory; the CA lives in its `ca/` subdirectory.
-    pub data_dir: PathBuf,
+    /// The directory that holds this CA's key and certificate.
+    pub dir: PathBuf,
     /// Validity period of a newly created CA certificate.
     pub ca_ttl: Duration,
     /// Key type of a newly created CA key.
@@ -59,6 +59,8 @@ pub struct SignedX509Svid {
     pub serial_number: String,
     /// The leaf's notAfter time.
     pub expires_at: SystemTime,
+    /// The ID of the CA that signed it, as [`CertificateAuthority::authority_id`] returns it.
+    pub authority_id: String,
 }
 
 /// Key and certificate chain for the server's own TLS endpoint.

@@ -139,6 +139,7 @@ impl CertificateAuthority {
             chain,
             serial_number,
             expires_at,
+            authority_id: self.authority_id().to_owned(),
         })
     }
 
@@ -172,8 +173,8 @@ impl CertificateAuthority {
 }
 
 impl CertificateAuthority {
-    /// Logs a TTL cut at warn the first time and at debug afterwards, because near the end of the
-    /// CA's life every X509-SVID is cut until the server restarts with a new CA.
+    /// Logs a TTL cut at warn the first time for this CA and at debug afterwards, so that a TTL
+    /// longer than the CA's remaining life does not log once per signature.
     fn log_ttl_cut(&self, spiffe_id: &SpiffeId, ttl: Duration) {
         let ca_expiry = rfc3339(self.not_after);
         if self.ttl_cut_logged.swap(true, Ordering::Relaxed) {
@@ -183,8 +184,8 @@ impl CertificateAuthority {
                 spiffe_id = %redacted_agent_id(spiffe_id),
                 ?ttl,
                 %ca_expiry,
-                "X509-SVID TTL cut to the CA expiry; restart the server after the CA expires to \
-                 create a new CA"
+                "X509-SVID TTL cut to the CA expiry; give the entry a shorter TTL or the server a \
+                 longer --ca-ttl"
             );
         }
     }

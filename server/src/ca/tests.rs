@@ -37,7 +37,7 @@ fn trust_domain() -> TrustDomain {
 fn config(data_dir: &Path, key_type: KeyType) -> CaConfig {
     CaConfig {
         trust_domain: trust_domain(),
-        data_dir: data_dir.to_owned(),
+        dir: data_dir.join("ca"),
         ca_ttl: Duration::from_secs(24 * 3600),
         key_type,
         upstream: None,

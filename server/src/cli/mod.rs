@@ -7,6 +7,7 @@ mod client;
 mod entry;
 mod entry_json;
 mod jwt;
+mod localauthority;
 mod output;
 mod token;
 mod x509;
@@ -25,6 +26,7 @@ pub use agent::AgentCommand;
 pub use bundle::BundleCommand;
 pub use entry::EntryCommand;
 pub use jwt::JwtCommand;
+pub use localauthority::LocalAuthorityCommand;
 pub use token::TokenCommand;
 pub use x509::X509Command;
 
@@ -46,6 +48,9 @@ pub enum OperatorCommand {
     /// Mints JWT-SVIDs.
     #[command(subcommand)]
     Jwt(JwtCommand),
+    /// Shows and rotates the server's own X.509 CA and JWT signing key.
+    #[command(subcommand)]
+    Localauthority(LocalAuthorityCommand),
     /// Creates join tokens for agents.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -87,6 +92,7 @@ pub async fn execute(command: OperatorCommand) -> anyhow::Result<()> {
         OperatorCommand::Entry(command) => entry::execute(command).await,
         OperatorCommand::Healthcheck(common) => healthcheck(&common).await,
         OperatorCommand::Jwt(command) => jwt::execute(command).await,
+        OperatorCommand::Localauthority(command) => localauthority::execute(command).await,
         OperatorCommand::Token(command) => token::execute(command).await,
         OperatorCommand::X509(command) => x509::execute(command).await,
     };

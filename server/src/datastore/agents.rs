@@ -11,7 +11,8 @@ use crate::model::AttestedAgent;
 /// stay string literals.
 macro_rules! columns {
     () => {
-        "spiffe_id, attestation_type, serial_number, expires_at, selectors, banned, can_reattest"
+        "spiffe_id, attestation_type, serial_number, expires_at, selectors, banned, can_reattest, \
+         x509_authority_id"
     };
 }
 
@@ -26,7 +27,7 @@ impl Datastore {
         let sql = concat!(
             "INSERT INTO attested_agents (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
         sqlx::query(sql)
             .bind(agent.spiffe_id.to_string())
@@ -36,6 +37,7 @@ impl Datastore {
             .bind(json_list(&agent.selectors))
             .bind(flag(agent.banned))
             .bind(flag(agent.can_reattest))
+            .bind(agent.x509_authority_id.clone())
             .execute(&self.pool)
             .await
             .map_err(|e| DatastoreError::from_write(e, || format!("agent {}", agent.spiffe_id)))?;
@@ -51,8 +53,8 @@ impl Datastore {
     pub async fn update_agent(&self, agent: &AttestedAgent) -> Result<(), DatastoreError> {
         let result = sqlx::query(
             "UPDATE attested_agents SET attestation_type = $2, serial_number = $3, \
-             expires_at = $4, selectors = $5, banned = $6, can_reattest = $7 \
-             WHERE spiffe_id = $1",
+             expires_at = $4, selectors = $5, banned = $6, can_reattest = $7, \
+             x509_authority_id = $8 WHERE spiffe_id = $1",
         )
         .bind(agent.spiffe_id.to_string())
         .bind(agent.attestation_type.clone())
@@ -61,9 +63,32 @@ impl Datastore {
         .bind(json_list(&agent.selectors))
         .bind(flag(agent.banned))
         .bind(flag(agent.can_reattest))
+        .bind(agent.x509_authority_id.clone())
         .execute(&self.pool)
         .await?;
         ensure_found(result.rows_affected(), &agent.spiffe_id)
+    }
+
+    /// Returns the SPIFFE IDs of the agents whose X509-SVID, unexpired at `now` (Unix seconds), was
+    /// signed by the CA `authority_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`DatastoreError::Database`] when the query fails.
+    pub async fn agents_signed_by(
+        &self,
+        authority_id: &str,
+        now: i64,
+    ) -> Result<Vec<String>, DatastoreError> {
+        let rows = sqlx::query(
+            "SELECT spiffe_id FROM attested_agents \
+             WHERE x509_authority_id = $1 AND expires_at > $2 ORDER BY spiffe_id",
+        )
+        .bind(authority_id.to_owned())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| column(row, "spiffe_id")).collect()
     }
 
     /// Returns the agent with the SPIFFE ID `id`, if any.
@@ -165,5 +190,6 @@ fn agent_from_row(row: &AnyRow) -> Result<AttestedAgent, DatastoreError> {
         selectors: rows::parse_selectors(&column::<String>(row, "selectors")?, &what)?,
         banned: column::<i64>(row, "banned")? != 0,
         can_reattest: column::<i64>(row, "can_reattest")? != 0,
+        x509_authority_id: column(row, "x509_authority_id")?,
     })
 }

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -17,6 +16,10 @@ pub struct BundleRecord {
     pub authorities: Vec<Vec<u8>>,
     /// Public keys that verify JWT-SVIDs.
     pub jwt_authorities: Vec<JwtAuthorityRecord>,
+    /// DER certificates of the tainted X.509 authorities, a subset of `authorities`.
+    pub tainted_authorities: Vec<Vec<u8>>,
+    /// Key IDs of the tainted JWT authorities.
+    pub tainted_jwt_key_ids: Vec<String>,
     /// Number bumped on every change of the authorities, 0 while there are none.
     pub sequence_number: u64,
 }
@@ -62,7 +65,7 @@ impl Datastore {
             "INSERT INTO bundle_authorities (sha256, der_hex, position) VALUES ($1, $2, $3) \
              ON CONFLICT (sha256) DO NOTHING",
         )
-        .bind(hex::encode(Sha256::digest(der)))
+        .bind(super::bundle_lifecycle::certificate_digest(der))
         .bind(hex::encode(der))
         .bind(position)
         .execute(&mut *transaction)
@@ -140,13 +143,13 @@ impl Datastore {
         // One row per authority of either kind (or one row of NULLs when there are none), with
         // `kind` 0 for X.509 and 1 for JWT authorities.
         let rows = sqlx::query(
-            "SELECT s.sequence_number, a.kind, a.key_id, a.data_hex, a.expires_at \
+            "SELECT s.sequence_number, a.kind, a.key_id, a.data_hex, a.expires_at, a.tainted \
              FROM bundle_state s LEFT JOIN ( \
                  SELECT CAST(0 AS BIGINT) AS kind, CAST('' AS TEXT) AS key_id, \
-                        der_hex AS data_hex, CAST(0 AS BIGINT) AS expires_at, position \
+                        der_hex AS data_hex, CAST(0 AS BIGINT) AS expires_at, tainted, position \
                  FROM bundle_authorities \
                  UNION ALL \
-                 SELECT CAST(1 AS BIGINT), key_id, public_key_hex, expires_at, position \
+                 SELECT CAST(1 AS BIGINT), key_id, public_key_hex, expires_at, tainted, position \
                  FROM bundle_jwt_authorities \
              ) a ON TRUE WHERE s.id = 1 ORDER BY a.kind, a.position",
         )
@@ -162,13 +165,25 @@ impl Datastore {
             };
             let data = hex::decode(data_hex)
                 .map_err(|e| rows::invalid("bundle authority", e.to_string()))?;
+            let tainted = column::<Option<i64>>(row, "tainted")? == Some(1);
             match column::<Option<i64>>(row, "kind")? {
-                Some(JWT_AUTHORITY_KIND) => bundle.jwt_authorities.push(JwtAuthorityRecord {
-                    key_id: column(row, "key_id")?,
-                    public_key_der: data,
-                    expires_at: column(row, "expires_at")?,
-                }),
-                _ => bundle.authorities.push(data),
+                Some(JWT_AUTHORITY_KIND) => {
+                    let key_id: String = column(row, "key_id")?;
+                    if tainted {
+                        bundle.tainted_jwt_key_ids.push(key_id.clone());
+                    }
+                    bundle.jwt_authorities.push(JwtAuthorityRecord {
+                        key_id,
+                        public_key_der: data,
+                        expires_at: column(row, "expires_at")?,
+                    });
+                }
+                _ => {
+                    if tainted {
+                        bundle.tainted_authorities.push(data.clone());
+                    }
+                    bundle.authorities.push(data);
+                }
             }
         }
         Ok(bundle)

@@ -24,9 +24,13 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// server until `ACQUIRE_TIMEOUT` and then report only that it timed out.
 const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Settings applied to every SQLite connection. WAL lets readers run during a write,
-/// `synchronous=FULL` makes a committed transaction survive a power loss, and the busy timeout makes
-/// concurrent writers wait for the lock instead of failing at once.
+/// Settings applied to every SQLite connection. WAL lets readers run during a write, and the busy
+/// timeout makes concurrent writers wait for the lock instead of failing at once.
+///
+/// In WAL mode, `synchronous=NORMAL` would already keep every committed transaction across a
+/// killed process, but a power loss could undo the last ones. `synchronous=FULL` syncs the WAL at
+/// every commit, so an entry, agent or join token the API acknowledged also survives a power loss,
+/// at the cost of one fsync per write.
 const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",

@@ -7,6 +7,7 @@
 
 mod agents;
 mod bundle;
+mod bundle_lifecycle;
 mod connect;
 mod entries;
 mod error;

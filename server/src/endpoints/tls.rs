@@ -64,15 +64,29 @@ impl TlsSettings {
     }
 }
 
-/// Renews the server identity at half its lifetime, with the bundle read afresh each time, until
-/// the task is dropped.
+/// Renews the server identity at half its lifetime and whenever the bundle changes, with the
+/// bundle read afresh each time, until the task is dropped.
+///
+/// A bundle change renews at once so that the TLS endpoint trusts a newly prepared CA before
+/// agents present X509-SVIDs it signed, and presents an X509-SVID from the active CA.
 pub async fn rotate_server_identity(
     state: Arc<ServerState>,
     tls: TlsSettings,
     mut expires_at: SystemTime,
 ) {
+    let mut changes = state.changes.subscribe();
+    let mut sequence_number = changes.borrow_and_update().bundle_sequence_number;
     loop {
-        tokio::time::sleep(renewal_delay(expires_at, SystemTime::now())).await;
+        tokio::select! {
+            () = tokio::time::sleep(renewal_delay(expires_at, SystemTime::now())) => {}
+            changed = changes.wait_for(|notice| notice.bundle_sequence_number != sequence_number) => {
+                match changed {
+                    Ok(notice) => sequence_number = notice.bundle_sequence_number,
+                    // The feed is gone only when the server stops.
+                    Err(_) => return,
+                }
+            }
+        }
         match renew(&state, &tls).await {
             Ok(new_expiry) => {
                 tracing::info!(
@@ -89,7 +103,7 @@ pub async fn rotate_server_identity(
 }
 
 async fn renew(state: &ServerState, tls: &TlsSettings) -> anyhow::Result<SystemTime> {
-    let identity = state.ca.issue_server_identity(SERVER_IDENTITY_TTL)?;
+    let identity = state.ca().issue_server_identity(SERVER_IDENTITY_TTL)?;
     let expires_at = identity.expires_at;
     let bundle = state.datastore.bundle().await?;
     tls.update(identity, &bundle.authorities)?;

@@ -1,5 +1,5 @@
-//! The JWT signing key: generated for a key type, and kept in `<data_dir>/jwt/` so that a
-//! restart keeps the same `kid` and published public key while the key is valid.
+//! The JWT signing key: generated for a key type, and kept in its own directory so that a restart
+//! keeps the same `kid` and published public key while the key is valid.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use super::{JwtError, JwtKeyType};
 pub struct JwtSigningKey {
     key_id: String,
     key_type: JwtKeyType,
+    not_before: SystemTime,
     not_after: SystemTime,
     public_key_der: Vec<u8>,
     encoding_key: EncodingKey,
@@ -38,10 +39,11 @@ impl JwtSigningKey {
     /// [`JwtError::KeyGeneration`] when the random source or the key encoding fails.
     pub fn generate(key_type: JwtKeyType, not_after: SystemTime) -> Result<Self, JwtError> {
         let material = KeyMaterial::generate(key_type)?;
-        Ok(material.into_key(random_key_id(), key_type, whole_seconds(not_after)))
+        let validity = (whole_seconds(SystemTime::now()), whole_seconds(not_after));
+        Ok(material.into_key(random_key_id(), key_type, validity))
     }
 
-    /// Loads the key in `<data_dir>/jwt/` when it is present, of `key_type` and unexpired, else
+    /// Loads the key stored in `dir` when it is present, of `key_type` and unexpired, else
     /// generates one valid for `ttl` and writes it there (key file mode 0600).
     ///
     /// # Errors
@@ -49,35 +51,59 @@ impl JwtSigningKey {
     /// [`JwtError::Io`] when the directory or files cannot be read or written, and
     /// [`JwtError::KeyGeneration`] or [`JwtError::InvalidTtl`] when creating the key fails.
     pub fn load_or_create(
-        data_dir: &Path,
+        dir: &Path,
         key_type: JwtKeyType,
         ttl: Duration,
     ) -> Result<Self, JwtError> {
-        let files = KeyFiles::new(data_dir);
+        match Self::load(dir, key_type) {
+            Some(key) => Ok(key),
+            None => Self::create(dir, key_type, ttl),
+        }
+    }
+
+    /// Loads the key stored in `dir`, or returns `None` when there is none or it is of another
+    /// type, damaged or expired (the reason is logged).
+    pub fn load(dir: &Path, key_type: JwtKeyType) -> Option<Self> {
+        let files = KeyFiles::new(dir);
         match files.load(key_type) {
             Ok(Some(key)) => {
                 tracing::info!(key_id = %key.key_id, path = %files.key_path.display(), "Loaded JWT signing key");
-                return Ok(key);
+                Some(key)
             }
-            Ok(None) => {}
-            Err(reason) => tracing::warn!(
-                path = %files.key_path.display(),
-                reason = %reason,
-                "Stored JWT signing key is not usable, creating a new one"
-            ),
+            Ok(None) => None,
+            Err(reason) => {
+                tracing::warn!(
+                    path = %files.key_path.display(),
+                    reason = %reason,
+                    "Stored JWT signing key is not usable"
+                );
+                None
+            }
         }
+    }
 
-        let not_after = SystemTime::now()
-            .checked_add(ttl)
-            .map(whole_seconds)
-            .ok_or(JwtError::InvalidTtl {
-                ttl_seconds: ttl.as_secs(),
-            })?;
+    /// Generates a key of `key_type` valid for `ttl` and writes it to `dir` (key file mode 0600).
+    ///
+    /// # Errors
+    ///
+    /// [`JwtError::Io`] when the files cannot be written, and [`JwtError::KeyGeneration`] or
+    /// [`JwtError::InvalidTtl`] when creating the key fails.
+    pub fn create(dir: &Path, key_type: JwtKeyType, ttl: Duration) -> Result<Self, JwtError> {
+        let not_before = whole_seconds(SystemTime::now());
+        let not_after = not_before.checked_add(ttl).ok_or(JwtError::InvalidTtl {
+            ttl_seconds: ttl.as_secs(),
+        })?;
         let key_id = random_key_id();
         let material = KeyMaterial::generate(key_type)?;
-        files.save(&material, &key_id, key_type, not_after)?;
-        tracing::info!(key_id = %key_id, key_type = %key_type, "Created JWT signing key");
-        Ok(material.into_key(key_id, key_type, not_after))
+        let metadata = KeyMetadata {
+            key_id,
+            key_type: key_type.to_string(),
+            not_before: unix_seconds(not_before),
+            not_after: unix_seconds(not_after),
+        };
+        KeyFiles::new(dir).save(&material, &metadata)?;
+        tracing::info!(key_id = %metadata.key_id, key_type = %key_type, "Created JWT signing key");
+        Ok(material.into_key(metadata.key_id, key_type, (not_before, not_after)))
     }
 
     /// Returns the `kid` that tokens and the bundle name this key by.
@@ -88,6 +114,11 @@ impl JwtSigningKey {
     /// Returns the key type.
     pub fn key_type(&self) -> JwtKeyType {
         self.key_type
+    }
+
+    /// Returns when the key was created.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
     }
 
     /// Returns the time after which the key signs nothing.
@@ -188,11 +219,12 @@ impl KeyMaterial {
         self,
         key_id: String,
         key_type: JwtKeyType,
-        not_after: SystemTime,
+        (not_before, not_after): (SystemTime, SystemTime),
     ) -> JwtSigningKey {
         JwtSigningKey {
             key_id,
             key_type,
+            not_before,
             not_after,
             public_key_der: self.public_key_der,
             encoding_key: self.encoding_key,
@@ -207,6 +239,8 @@ struct KeyMetadata {
     key_id: String,
     key_type: String,
     /// Unix seconds.
+    not_before: u64,
+    /// Unix seconds.
     not_after: u64,
 }
 
@@ -218,8 +252,8 @@ struct KeyFiles {
 }
 
 impl KeyFiles {
-    fn new(data_dir: &Path) -> Self {
-        let dir = data_dir.join("jwt");
+    fn new(dir: &Path) -> Self {
+        let dir = dir.to_owned();
         Self {
             key_path: dir.join("jwt-key.pem"),
             metadata_path: dir.join("jwt-key.json"),
@@ -265,21 +299,16 @@ impl KeyFiles {
                 .map_err(|e| format!("failed to read {}: {e}", self.key_path.display()))?,
         );
         let material = KeyMaterial::parse(&pem, key_type)?;
+        let not_before = UNIX_EPOCH + Duration::from_secs(metadata.not_before);
         Ok(Some(material.into_key(
             metadata.key_id,
             key_type,
-            not_after,
+            (not_before, not_after),
         )))
     }
 
     /// Writes the key (mode 0600) before its metadata, so metadata on disk always has its key.
-    fn save(
-        &self,
-        material: &KeyMaterial,
-        key_id: &str,
-        key_type: JwtKeyType,
-        not_after: SystemTime,
-    ) -> Result<(), JwtError> {
+    fn save(&self, material: &KeyMaterial, metadata: &KeyMetadata) -> Result<(), JwtError> {
         signet_core::fs::create_private_dir(&self.dir).map_err(|source| JwtError::Io {
             action: "create directory",
             path: self.dir.clone(),
@@ -292,15 +321,9 @@ impl KeyFiles {
                 source,
             },
         )?;
-
-        let metadata = KeyMetadata {
-            key_id: key_id.to_owned(),
-            key_type: key_type.to_string(),
-            not_after: unix_seconds(not_after),
-        };
         // serde_json fails only on non-string map keys or failing Serialize impls, and this
         // struct has neither.
-        let text = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
+        let text = serde_json::to_vec_pretty(metadata).unwrap_or_default();
         signet_core::fs::write_atomic(&self.metadata_path, &text, METADATA_FILE_MODE).map_err(
             |source| JwtError::Io {
                 action: "write",

@@ -12,8 +12,8 @@ use super::{JwtError, JwtSigningKey, SignedJwtSvid};
 
 /// Signs JWT-SVIDs for one trust domain with one [`JwtSigningKey`].
 ///
-/// NOTE: the key is not rotated while the server runs. After its notAfter, signing fails with
-/// [`JwtError::KeyExpired`] until a restart creates a new key.
+/// After the key's notAfter, signing fails with [`JwtError::KeyExpired`]; the server's rotation
+/// replaces the signer long before that.
 #[derive(Debug)]
 pub struct JwtSigner {
     trust_domain: TrustDomain,

@@ -193,8 +193,10 @@ fn bad_requests_are_rejected() {
 fn stored_key_is_reused_on_restart() {
     let dir = tempfile::tempdir().unwrap();
 
-    let first = JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Es256, HOUR).unwrap();
-    let second = JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Es256, HOUR).unwrap();
+    let first =
+        JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Es256, HOUR).unwrap();
+    let second =
+        JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Es256, HOUR).unwrap();
 
     assert_eq!(first.key_id(), second.key_id());
     assert_eq!(first.public_key_der(), second.public_key_der());
@@ -210,8 +212,10 @@ fn stored_key_is_reused_on_restart() {
 fn stored_rsa_key_is_reused_on_restart() {
     let dir = tempfile::tempdir().unwrap();
 
-    let first = JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Ps256, HOUR).unwrap();
-    let second = JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Ps256, HOUR).unwrap();
+    let first =
+        JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Ps256, HOUR).unwrap();
+    let second =
+        JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Ps256, HOUR).unwrap();
 
     assert_eq!(first.key_id(), second.key_id());
     assert_eq!(first.public_key_der(), second.public_key_der());
@@ -221,7 +225,7 @@ fn stored_rsa_key_is_reused_on_restart() {
 fn key_files_are_private() {
     let dir = tempfile::tempdir().unwrap();
 
-    JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Es256, HOUR).unwrap();
+    JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Es256, HOUR).unwrap();
 
     let mode = |path: &str| {
         let metadata = std::fs::metadata(dir.path().join(path)).unwrap();
@@ -236,8 +240,10 @@ fn key_files_are_private() {
 fn changed_key_type_creates_new_key() {
     let dir = tempfile::tempdir().unwrap();
 
-    let first = JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Es256, HOUR).unwrap();
-    let second = JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Rs256, HOUR).unwrap();
+    let first =
+        JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Es256, HOUR).unwrap();
+    let second =
+        JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Rs256, HOUR).unwrap();
 
     assert_ne!(first.key_id(), second.key_id());
     assert_eq!(second.key_type(), JwtKeyType::Rs256);
@@ -246,14 +252,16 @@ fn changed_key_type_creates_new_key() {
 #[test]
 fn expired_stored_key_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let first = JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Es256, HOUR).unwrap();
+    let first =
+        JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Es256, HOUR).unwrap();
     let metadata_path = dir.path().join("jwt/jwt-key.json");
     let mut metadata: Value =
         serde_json::from_slice(&std::fs::read(&metadata_path).unwrap()).unwrap();
     metadata["not_after"] = serde_json::json!(1);
     std::fs::write(&metadata_path, serde_json::to_vec(&metadata).unwrap()).unwrap();
 
-    let second = JwtSigningKey::load_or_create(dir.path(), JwtKeyType::Es256, HOUR).unwrap();
+    let second =
+        JwtSigningKey::load_or_create(&dir.path().join("jwt"), JwtKeyType::Es256, HOUR).unwrap();
 
     assert_ne!(first.key_id(), second.key_id());
     assert!(second.not_after() > SystemTime::now());

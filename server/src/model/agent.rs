@@ -24,6 +24,8 @@ pub struct AttestedAgent {
     pub banned: bool,
     /// Whether the agent may attest again instead of renewing.
     pub can_reattest: bool,
+    /// ID of the CA that signed the agent's current X509-SVID; empty when unknown.
+    pub x509_authority_id: String,
 }
 
 impl AttestedAgent {
@@ -55,6 +57,7 @@ mod tests {
             selectors: vec![Selector::parse("unix:uid:0").unwrap()],
             banned: true,
             can_reattest: true,
+            x509_authority_id: String::new(),
         };
 
         let proto = agent.to_proto();
