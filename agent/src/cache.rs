@@ -65,6 +65,9 @@ pub struct JwtAuthority {
     pub public_key_der: Vec<u8>,
     /// Time after which the server removes the key from the bundle, if it set one.
     pub expires_at: Option<SystemTime>,
+    /// Whether the server tainted the key: tokens it signed still verify, but the agent gets
+    /// new ones instead of handing out those it cached.
+    pub tainted: bool,
 }
 
 /// Shared handle to the latest [`Snapshot`]. Clones refer to the same cache.

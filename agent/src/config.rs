@@ -49,6 +49,11 @@ pub struct RunArgs {
     /// Unix socket of the Workload API [default: /tmp/signet-agent/public/api.sock].
     #[arg(long)]
     pub socket_path: Option<PathBuf>,
+    /// Keep the workload X509-SVIDs, their private keys (mode 0600) and the bundles in the data
+    /// directory, so a restarted agent serves them while the server is unreachable. `false`
+    /// deletes them at start [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub persist_workload_svids: Option<bool>,
 }
 
 /// Validated settings of a running agent.
@@ -66,6 +71,8 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Path of the Workload API socket.
     pub socket_path: PathBuf,
+    /// Whether workload X509-SVIDs, their keys and the bundles are kept in the data directory.
+    pub persist_workload_svids: bool,
 }
 
 /// A server address split into host and port, for example `127.0.0.1:8081` or `[::1]:8081`.
@@ -105,6 +112,7 @@ struct FileConfig {
     insecure_bootstrap: Option<bool>,
     data_dir: Option<PathBuf>,
     socket_path: Option<PathBuf>,
+    persist_workload_svids: Option<bool>,
 }
 
 // === impl RunArgs ===
@@ -123,6 +131,7 @@ impl fmt::Debug for RunArgs {
             .field("insecure_bootstrap", &self.insecure_bootstrap)
             .field("data_dir", &self.data_dir)
             .field("socket_path", &self.socket_path)
+            .field("persist_workload_svids", &self.persist_workload_svids)
             .finish()
     }
 }
@@ -176,6 +185,11 @@ impl AgentConfig {
                 .socket_path
                 .or(file.socket_path)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
+            // Availability first: an agent restarted during an outage keeps serving.
+            persist_workload_svids: args
+                .persist_workload_svids
+                .or(file.persist_workload_svids)
+                .unwrap_or(true),
         })
     }
 }

@@ -8,9 +8,11 @@ pub mod config;
 pub mod helper;
 pub mod jwt;
 pub mod node;
+pub mod persist;
 pub mod run;
 pub mod svid;
 pub mod sync;
+pub mod taint;
 pub mod workload_api;
 pub mod workload_attestor;
 

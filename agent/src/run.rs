@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use signet_core::ids::redacted_agent_id;
@@ -13,13 +14,15 @@ use crate::cache::Cache;
 use crate::config::AgentConfig;
 use crate::jwt::JwtSigner;
 use crate::node::{DataDirLock, Node, Rejection};
+use crate::persist::WorkloadStore;
 use crate::sync;
 use crate::workload_api::{WorkloadApiListener, prepare_socket_path};
 
 /// Runs the agent until `shutdown` completes or its SVID expires without renewal.
 ///
 /// When the server has no record of the agent (it was evicted), the agent attests again with the
-/// configured join token, or stops without one.
+/// configured join token, or stops without one. Either way, and when the server banned the
+/// agent, it deletes its stored workload SVIDs.
 ///
 /// # Errors
 ///
@@ -33,6 +36,9 @@ use crate::workload_api::{WorkloadApiListener, prepare_socket_path};
 /// the socket file is removed.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
+    if !config.persist_workload_svids {
+        remove_stored_svids(&config)?;
+    }
     prepare_socket_path(&config.socket_path).context("failed to start the Workload API")?;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut node = tokio::select! {
@@ -43,6 +49,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         let Some(rejection) = serve(&config, Arc::clone(&node), shutdown.as_mut()).await? else {
             return Ok(());
         };
+        remove_stored_svids(&config)?;
         node = tokio::select! {
             next = Node::reattest(&config, &node, rejection) => Arc::new(next?),
             () = &mut shutdown => return Ok(()),
@@ -58,6 +65,18 @@ async fn serve(
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> anyhow::Result<Option<Rejection>> {
     let cache = Cache::new(config.trust_domain.clone());
+    let store = config
+        .persist_workload_svids
+        .then(|| WorkloadStore::new(&config.data_dir, node.agent_id()));
+    if let Some(store) = &store {
+        restore(store, &cache)?;
+    }
+    let mut saving = std::pin::pin!(async {
+        match &store {
+            Some(store) => store.keep_saved(&cache).await,
+            None => std::future::pending().await,
+        }
+    });
     let listener = WorkloadApiListener::bind(&config.socket_path)
         .context("failed to start the Workload API")?
         .with_jwt_signer(Arc::clone(&node) as Arc<dyn JwtSigner>);
@@ -70,7 +89,7 @@ async fn serve(
         let _ = stopped.wait_for(|stop| *stop).await;
     });
     let mut serving = std::pin::pin!(serving);
-    let mut ready = std::pin::pin!(first_sync(cache, &node, config));
+    let mut ready = std::pin::pin!(first_sync(cache.clone(), &node, config));
 
     let mut renewal = std::pin::pin!(node.keep_renewed());
     let mut rejected = std::pin::pin!(node.rejected());
@@ -78,6 +97,7 @@ async fn serve(
     let outcome = loop {
         tokio::select! {
             () = &mut ready, if !is_ready => is_ready = true,
+            () = &mut saving => break Err(anyhow::anyhow!("workload SVID storage stopped")),
             () = &mut syncing => break Err(anyhow::anyhow!("entry sync stopped")),
             () = &mut shutdown => break Ok(None),
             rejection = &mut rejected => break Ok(Some(rejection)),
@@ -88,6 +108,9 @@ async fn serve(
 
     stop.send_replace(true);
     serving.await.context("Workload API failed")?;
+    if let (Some(store), Ok(None)) = (&store, &outcome) {
+        save_at_shutdown(store, &cache).await;
+    }
     if let Ok(Some(rejection)) = outcome {
         tracing::warn!(
             ?rejection,
@@ -97,6 +120,62 @@ async fn serve(
         tracing::info!("Agent stopped");
     }
     outcome
+}
+
+/// Publishes the workload SVIDs a previous run stored, so the Workload API serves them before
+/// the server is reached. A stored cache that cannot be used is ignored with a warning, because
+/// the server can send everything again.
+///
+/// # Errors
+///
+/// The stored file is open to other users.
+fn restore(store: &WorkloadStore, cache: &Cache) -> anyhow::Result<()> {
+    match store.load(SystemTime::now()) {
+        Ok(Some(snapshot)) => {
+            let svids = snapshot
+                .identities
+                .iter()
+                .filter(|identity| identity.svid.is_some())
+                .count();
+            tracing::info!(
+                entries = snapshot.identities.len(),
+                svids,
+                "Serving the workload X509-SVIDs stored by the previous run until the server is reached"
+            );
+            cache.publish(snapshot);
+        }
+        Ok(None) => {}
+        Err(error) if error.is_insecure() => {
+            return Err(error).context("rejected the stored workload SVIDs");
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "Ignoring the stored workload SVIDs");
+        }
+    }
+    Ok(())
+}
+
+/// Stores the changes of the last write interval for the next start.
+async fn save_at_shutdown(store: &WorkloadStore, cache: &Cache) {
+    let snapshot = cache.current();
+    // Before the first sync or restore there is nothing worth keeping.
+    if !snapshot.is_synced() {
+        return;
+    }
+    if let Err(error) = store.save_in_background(snapshot).await {
+        tracing::warn!(error = %error, "Failed to store the workload SVIDs at shutdown");
+    }
+}
+
+/// Deletes the stored workload SVIDs, when persistence is off or the server rejected the agent.
+fn remove_stored_svids(config: &AgentConfig) -> anyhow::Result<()> {
+    if WorkloadStore::remove(&config.data_dir)? {
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            "Deleted the stored workload SVIDs"
+        );
+    }
+    Ok(())
 }
 
 /// Waits for the first complete sync, then logs that the agent is ready.

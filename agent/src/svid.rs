@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use rand::Rng;
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType};
 use rustls::pki_types::CertificateDer;
 use signet_core::ids::redacted_agent_id;
@@ -134,7 +135,12 @@ pub fn from_parts(
     Ok((spiffe_id, material))
 }
 
-/// Returns when an SVID should be replaced: halfway between its notBefore and notAfter.
+/// Returns when an SVID should be replaced: at half its lifetime minus a random part of up to
+/// a tenth of it, so between 40 % and 50 % of the way from notBefore to notAfter, never later.
+///
+/// The random part spreads the renewals of SVIDs signed together (thousands of workloads, or
+/// agents started together), so they do not all reach the server in the same instant. The time
+/// is drawn once per SVID: callers store it instead of calling again.
 ///
 /// Returns `SystemTime::UNIX_EPOCH`, so the SVID counts as due at once, when the leaf is
 /// missing or cannot be parsed.
@@ -146,7 +152,8 @@ pub fn refresh_at(svid: &X509SvidMaterial) -> SystemTime {
         .not_after
         .duration_since(validity.not_before)
         .unwrap_or(Duration::ZERO);
-    validity.not_before + lifetime / 2
+    let jitter = rand::rng().random_range(Duration::ZERO..=lifetime / RENEWAL_JITTER_DIVISOR);
+    validity.not_before + lifetime / 2 - jitter
 }
 
 /// Returns when to replace `renewed`, the renewal of an SVID that expired at `previous_expiry`,
@@ -174,6 +181,8 @@ pub fn refresh_at_after_renewal(
     now + wait
 }
 
+/// The random part of [`refresh_at`] is at most the lifetime divided by this.
+const RENEWAL_JITTER_DIVISOR: u32 = 10;
 /// Shortest wait before renewing again an SVID whose renewal was cut at the CA's expiry.
 pub const CUT_RENEWAL_MIN_WAIT: Duration = Duration::from_secs(30);
 /// How long before its expiry an SVID cut at the CA's expiry is renewed at the latest.

@@ -53,14 +53,20 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
     create_dir_with_mode(path, 0o700)
 }
 
-/// Creates `path` and its missing parents; `path` itself gets `mode` even if it existed.
+/// Creates `path` and its missing parents; `path` itself gets `mode` even if it existed. A new
+/// directory's parent is synced, so the directory survives a power loss.
 ///
 /// # Errors
 ///
-/// Any I/O error from creating the directories or setting the mode.
+/// Any I/O error from creating the directories, setting the mode or syncing the parent.
 pub fn create_dir_with_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let existed = path.is_dir();
     DirBuilder::new().recursive(true).mode(mode).create(path)?;
-    fs::set_permissions(path, Permissions::from_mode(mode))
+    fs::set_permissions(path, Permissions::from_mode(mode))?;
+    if existed {
+        return Ok(());
+    }
+    sync_dir(parent_dir(path))
 }
 
 fn parent_dir(path: &Path) -> &Path {

@@ -103,6 +103,19 @@ impl Agent {
         Ok(())
     }
 
+    /// Kills the agent with SIGKILL and keeps its data directory, so that [`Agent::restart`] can
+    /// start it again on that directory.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the signal cannot be sent or waiting for the exit fails.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await?;
+        }
+        Ok(())
+    }
+
     /// Stops the agent and starts it again on the same data directory, without a join token.
     ///
     /// # Errors

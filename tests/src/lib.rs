@@ -7,6 +7,8 @@ pub mod binaries;
 pub mod cli;
 pub mod deployment;
 pub mod files;
+pub mod local_authority;
+pub mod mtls;
 pub mod postgres;
 pub mod process;
 pub mod python;

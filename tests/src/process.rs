@@ -112,6 +112,26 @@ impl Process {
         }
     }
 
+    /// Sends SIGKILL and waits for the exit. As after a crash, the process gets no chance to
+    /// finish its writes or remove its sockets.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the signal cannot be sent or waiting for the exit fails.
+    pub async fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.try_exit()? {
+            return Ok(status);
+        }
+        self.child
+            .kill()
+            .await
+            .with_context(|| format!("sending SIGKILL to {}", self.name))?;
+        self.child
+            .wait()
+            .await
+            .with_context(|| format!("waiting for {}", self.name))
+    }
+
     /// Returns the exit status if the process has exited.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Output;
+use std::time::Duration;
 
 use anyhow::Context;
 use tempfile::TempDir;
@@ -20,6 +21,8 @@ pub struct ServerOptions {
     pub trust_domain: String,
     /// Value of `--database`; the server's default (SQLite in the data directory) when `None`.
     pub database: Option<String>,
+    /// Value of `--ca-ttl`, passed in whole seconds; the server's default when `None`.
+    pub ca_ttl: Option<Duration>,
     /// Further `run` arguments.
     pub extra_args: Vec<String>,
 }
@@ -29,6 +32,7 @@ impl Default for ServerOptions {
         Self {
             trust_domain: crate::TRUST_DOMAIN.to_owned(),
             database: None,
+            ca_ttl: None,
             extra_args: Vec::new(),
         }
     }
@@ -93,6 +97,19 @@ impl Server {
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut process) = self.process.take() {
             process.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Kills the server with SIGKILL and keeps its data directory, so that [`Server::restart`] can
+    /// start it again on that directory.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the signal cannot be sent or waiting for the exit fails.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await?;
         }
         Ok(())
     }
@@ -241,6 +258,9 @@ impl Server {
             .arg(self.admin_socket());
         if let Some(database) = &self.options.database {
             command.args(["--database", database]);
+        }
+        if let Some(ca_ttl) = &self.options.ca_ttl {
+            command.args(["--ca-ttl", &format!("{}s", ca_ttl.as_secs())]);
         }
         command.args(&self.options.extra_args);
 

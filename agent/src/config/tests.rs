@@ -25,6 +25,22 @@ fn defaults_apply_without_file() {
     assert_eq!(config.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
     assert!(config.join_token.is_none());
     assert!(matches!(config.bootstrap, Bootstrap::None));
+    assert!(config.persist_workload_svids);
+}
+
+#[test]
+fn persist_workload_svids_flag_wins_over_file() {
+    let file = config_file("trust_domain = \"example.org\"\npersist_workload_svids = false\n");
+    let mut args = args("example.org");
+    args.config = Some(file.path().to_owned());
+    assert!(
+        !AgentConfig::from_args(args.clone())
+            .unwrap()
+            .persist_workload_svids
+    );
+
+    args.persist_workload_svids = Some(true);
+    assert!(AgentConfig::from_args(args).unwrap().persist_workload_svids);
 }
 
 #[test]

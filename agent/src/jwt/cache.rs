@@ -49,14 +49,16 @@ impl JwtSvidCache {
     }
 
     /// Returns a JWT-SVID for `entry_id` and `audience`: the cached one while it is younger than
-    /// half its lifetime at `now`, else a new one from `signer`.
+    /// half its lifetime at `now`, else a new one from `signer`, or the cached one while it is
+    /// unexpired when `signer` fails.
     ///
     /// The order and duplicates of `audience` do not matter, because the token's `aud`
     /// contains each value once, sorted.
     ///
     /// # Errors
     ///
-    /// The [`FetchError`] of the signer. Nothing is cached then, so the next call retries.
+    /// The [`FetchError`] of the signer when no unexpired token is cached. Nothing is cached
+    /// then, so the next call retries.
     ///
     /// # Cancel safety
     ///
@@ -75,12 +77,24 @@ impl JwtSvidCache {
             return Ok(Arc::clone(token));
         }
 
-        let token = Arc::new(signer.new_jwt_svid(entry_id, &key.audience).await?);
+        let token = match signer.new_jwt_svid(entry_id, &key.audience).await {
+            Ok(token) => Arc::new(token),
+            // Past half its life but unexpired, the cached token still serves while the server
+            // cannot sign, for example during an outage.
+            Err(error) => match cached.as_ref().filter(|token| now < token.expires_at) {
+                Some(token) => {
+                    tracing::debug!(error = %error, entry_id, "Serving a cached JWT-SVID because signing failed");
+                    return Ok(Arc::clone(token));
+                }
+                None => return Err(error),
+            },
+        };
         *cached = Some(Arc::clone(&token));
         Ok(token)
     }
 
-    /// Drops the tokens of entries that are not in `snapshot`, once per snapshot revision.
+    /// Drops the tokens of entries that are not in `snapshot`, and tokens signed by a key the
+    /// snapshot marks as tainted, once per snapshot revision.
     pub fn prune(&self, snapshot: &Snapshot) {
         if self
             .pruned_revision
@@ -94,8 +108,15 @@ impl JwtSvidCache {
             .iter()
             .map(|identity| identity.entry_id.as_str())
             .collect();
-        self.lock()
-            .retain(|key, _| served.contains(key.entry_id.as_str()));
+        let tainted: HashSet<&str> = snapshot
+            .jwt_authorities
+            .iter()
+            .filter(|authority| authority.tainted)
+            .map(|authority| authority.key_id.as_str())
+            .collect();
+        self.lock().retain(|key, slot| {
+            served.contains(key.entry_id.as_str()) && !holds_token_of(slot, &tainted)
+        });
     }
 
     /// Returns the number of cached keys, including those whose first token is being signed.
@@ -148,6 +169,23 @@ impl CacheKey {
 
 /// Frees at least one place below `capacity`: first slots whose token is due for renewal, then
 /// the idle slots whose tokens expire first. Slots in use by a request are kept.
+/// Returns true when `slot` holds a token signed by one of the `key_ids`. A slot whose token is
+/// being signed right now is kept: the new token comes from the active key.
+fn holds_token_of(slot: &Slot, key_ids: &HashSet<&str>) -> bool {
+    if key_ids.is_empty() {
+        return false;
+    }
+    let Ok(cached) = slot.try_lock() else {
+        return false;
+    };
+    cached.as_ref().is_some_and(|token| {
+        jsonwebtoken::decode_header(token.token.as_str())
+            .ok()
+            .and_then(|header| header.kid)
+            .is_some_and(|kid| key_ids.contains(kid.as_str()))
+    })
+}
+
 fn evict(slots: &mut HashMap<CacheKey, Arc<Slot>>, capacity: usize, now: SystemTime) {
     slots.retain(|_, slot| match slot.try_lock() {
         Ok(cached) => cached.as_ref().is_some_and(|token| !token.is_due(now)),

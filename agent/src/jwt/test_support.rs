@@ -65,6 +65,7 @@ impl TestJwtKey {
             key_id: self.key_id.clone(),
             public_key_der: self.public_key_der.clone(),
             expires_at: None,
+            tainted: false,
         }
     }
 

@@ -155,6 +155,34 @@ async fn failed_signing_is_not_cached() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn unexpired_token_serves_when_signing_fails() {
+    let working = TestSigner::new(LIFETIME);
+    let failing = TestSigner {
+        fail: true,
+        ..TestSigner::new(LIFETIME)
+    };
+    let cache = JwtSvidCache::new();
+    let now = SystemTime::now();
+    let cached = cache
+        .fetch(&working, WEB, &audience(&["db"]), now)
+        .await
+        .unwrap();
+
+    let past_half_life = now + LIFETIME * 3 / 4;
+    let served = cache
+        .fetch(&failing, WEB, &audience(&["db"]), past_half_life)
+        .await
+        .unwrap();
+    let after_expiry = cache
+        .fetch(&failing, WEB, &audience(&["db"]), now + LIFETIME * 2)
+        .await;
+
+    assert!(Arc::ptr_eq(&served, &cached));
+    assert_eq!(failing.calls(), 2);
+    assert!(after_expiry.is_err());
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn prune_drops_tokens_of_removed_entries() {
     let signer = TestSigner::new(LIFETIME);
     let cache = JwtSvidCache::new();
@@ -178,6 +206,41 @@ async fn prune_drops_tokens_of_removed_entries() {
     cache.prune(&snapshot);
 
     assert_eq!(cache.len(), 1);
+    cache
+        .fetch(&signer, WEB, &audience(&["db"]), now)
+        .await
+        .unwrap();
+    assert_eq!(signer.calls(), 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn prune_drops_tokens_of_tainted_keys() {
+    let signer = TestSigner::new(LIFETIME);
+    let cache = JwtSvidCache::new();
+    let now = SystemTime::now();
+    cache
+        .fetch(&signer, WEB, &audience(&["db"]), now)
+        .await
+        .unwrap();
+
+    let mut snapshot = Snapshot::empty(trust_domain());
+    snapshot.identities.push(Identity {
+        entry_id: WEB.to_owned(),
+        spiffe_id: spiffe::SpiffeId::new(WEB).unwrap(),
+        selectors: Vec::new(),
+        hint: String::new(),
+        svid: None,
+    });
+    snapshot.jwt_authorities.push(signer.key.authority());
+    snapshot.revision = 7;
+    cache.prune(&snapshot);
+    assert_eq!(cache.len(), 1, "an untainted key keeps its tokens");
+
+    snapshot.jwt_authorities[0].tainted = true;
+    snapshot.revision = 8;
+    cache.prune(&snapshot);
+
+    assert!(cache.is_empty());
     cache
         .fetch(&signer, WEB, &audience(&["db"]), now)
         .await

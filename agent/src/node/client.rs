@@ -26,8 +26,10 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::NodeError;
+use super::outage::OutageLog;
 use super::rejection::RejectionSignal;
 use crate::cache::JwtAuthority;
+use crate::taint::TaintedAuthorities;
 
 /// Largest response the agent accepts; entry lists of large deployments exceed tonic's 4 MiB.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -39,6 +41,7 @@ const JOIN_TOKEN_ATTESTATION: &str = "join_token";
 pub struct ServerClient {
     channel: Channel,
     rejection_signal: RejectionSignal,
+    outage_log: OutageLog,
 }
 
 /// Outcome of one `BatchNewX509SVID` item.
@@ -51,6 +54,8 @@ pub struct TrustBundle {
     pub x509_authorities: Vec<CertificateDer<'static>>,
     /// JWT-SVID signing keys that have a key ID and a usable public key.
     pub jwt_authorities: Vec<JwtAuthority>,
+    /// The X.509 authorities the server marked as tainted, a subset of `x509_authorities`.
+    pub tainted: TaintedAuthorities,
 }
 
 impl ServerClient {
@@ -58,12 +63,19 @@ impl ServerClient {
         Self {
             channel,
             rejection_signal: RejectionSignal::new(),
+            outage_log: OutageLog::default(),
         }
     }
 
     /// Makes this client report rejections of the agent to `signal`.
     pub(crate) fn with_rejection_signal(mut self, signal: RejectionSignal) -> Self {
         self.rejection_signal = signal;
+        self
+    }
+
+    /// Makes this client report the outcome of its calls to `outage_log`.
+    pub(crate) fn with_outage_log(mut self, outage_log: OutageLog) -> Self {
+        self.outage_log = outage_log;
         self
     }
 
@@ -118,8 +130,10 @@ impl ServerClient {
         };
         let response = AgentClient::new(self.channel.clone())
             .renew_agent(request)
-            .await
-            .map_err(|status| NodeError::rpc("RenewAgent", &self.observe(status)))?
+            .await;
+        let response = self
+            .observe(response)
+            .map_err(|status| NodeError::rpc("RenewAgent", &status))?
             .into_inner();
         response.svid.ok_or(NodeError::MissingSvid("RenewAgent"))
     }
@@ -148,8 +162,10 @@ impl ServerClient {
     pub async fn trust_bundle(&self, trust_domain: &TrustDomain) -> Result<TrustBundle, NodeError> {
         let bundle = BundleClient::new(self.channel.clone())
             .get_bundle(GetBundleRequest::default())
-            .await
-            .map_err(|status| NodeError::rpc("GetBundle", &self.observe(status)))?
+            .await;
+        let bundle = self
+            .observe(bundle)
+            .map_err(|status| NodeError::rpc("GetBundle", &status))?
             .into_inner();
         if bundle.trust_domain != trust_domain.as_str() {
             return Err(NodeError::InvalidBundle(format!(
@@ -157,6 +173,13 @@ impl ServerClient {
                 bundle.trust_domain
             )));
         }
+        let tainted: Vec<_> = bundle
+            .x509_authorities
+            .iter()
+            .filter(|authority| authority.tainted)
+            .map(|authority| CertificateDer::from(authority.asn1.clone()))
+            .collect();
+        let tainted = TaintedAuthorities::new(&tainted);
         let x509_authorities: Vec<_> = bundle
             .x509_authorities
             .into_iter()
@@ -175,6 +198,7 @@ impl ServerClient {
         Ok(TrustBundle {
             x509_authorities,
             jwt_authorities,
+            tainted,
         })
     }
 
@@ -187,8 +211,8 @@ impl ServerClient {
         let response = EntryClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .get_authorized_entries(GetAuthorizedEntriesRequest::default())
-            .await
-            .map_err(|status| self.observe(status))?;
+            .await;
+        let response = self.observe(response)?;
         Ok(response.into_inner().entries)
     }
 
@@ -204,8 +228,8 @@ impl ServerClient {
         let response = SvidClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .batch_new_x509svid(BatchNewX509svidRequest { params })
-            .await
-            .map_err(|status| self.observe(status))?;
+            .await;
+        let response = self.observe(response)?;
         Ok(response.into_inner().results)
     }
 
@@ -226,8 +250,8 @@ impl ServerClient {
         };
         let response = SvidClient::new(self.channel.clone())
             .new_jwtsvid(request)
-            .await
-            .map_err(|status| self.observe(status))?;
+            .await;
+        let response = self.observe(response)?;
         Ok(response.into_inner().svid)
     }
 
@@ -239,15 +263,24 @@ impl ServerClient {
     pub async fn watch_changes(&self) -> Result<Streaming<ChangeNotice>, Status> {
         let response = SyncClient::new(self.channel.clone())
             .watch_changes(WatchChangesRequest {})
-            .await
-            .map_err(|status| self.observe(status))?;
+            .await;
+        let response = self.observe(response)?;
         Ok(response.into_inner())
     }
 
-    /// Reports `status` to the node's rejection signal and returns it.
-    fn observe(&self, status: Status) -> Status {
-        self.rejection_signal.observe(&status);
-        status
+    /// Reports the outcome of a call to the node's rejection signal and outage log, and returns
+    /// it.
+    fn observe<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
+        match &result {
+            Ok(_) => {
+                self.outage_log.record_response();
+            }
+            Err(status) => {
+                self.rejection_signal.observe(status);
+                self.outage_log.record_failure(status);
+            }
+        }
+        result
     }
 }
 
@@ -265,6 +298,7 @@ fn jwt_authority(key: JwtKey) -> Option<JwtAuthority> {
         key_id: key.key_id,
         public_key_der: key.public_key,
         expires_at,
+        tainted: key.tainted,
     })
 }
 

@@ -2,13 +2,15 @@
 //! to reach the server.
 //!
 //! On start the agent resumes with the SVID and bundle stored in its data directory. Without
-//! them (or once the SVID expired) it attests with a join token. The SVID is renewed at half its
-//! lifetime, and the client is rebuilt whenever the SVID or the bundle changes.
+//! them (or once the SVID expired) it attests with a join token. The SVID is renewed shortly
+//! before half its lifetime (see [`svid::refresh_at`]), and the client is rebuilt whenever the
+//! SVID or the bundle changes.
 
 mod backoff;
 mod channel;
 mod client;
 mod lock;
+mod outage;
 mod rejection;
 mod renewal;
 mod store;
@@ -33,11 +35,14 @@ use tonic::Status;
 pub use self::backoff::Backoff;
 pub use self::client::{ServerClient, SignResult, TrustBundle};
 pub use self::lock::DataDirLock;
+use self::outage::OutageLog;
+pub(crate) use self::outage::is_server_unreachable;
 pub use self::rejection::Rejection;
 use self::rejection::RejectionSignal;
 use crate::cache::X509SvidMaterial;
 use crate::config::{AgentConfig, Bootstrap, JoinToken, ServerAddress};
 use crate::svid::{self, PendingSvid, SvidError};
+use crate::taint::TaintedAuthorities;
 
 /// Error from attesting, resuming or renewing the agent's X509-SVID.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +54,18 @@ pub enum NodeError {
          `signet-server token generate`"
     )]
     MissingJoinToken(PathBuf),
-    /// The stored SVID expired and no join token was given.
+    /// The agent SVID expired (while the agent was stopped or could not reach the server) and
+    /// no join token was given to attest again.
     #[error(
-        "the agent SVID stored in {data_dir} expired at {expired_at}: attest again with a new \
-         --join-token from `signet-server token generate`"
+        "the SVID of agent {agent_id} stored in {data_dir} expired at {expired_at}, so the server \
+         no longer accepts it: generate a join token with `signet-server token generate \
+         --spiffe-id <node alias ID>` and start the agent with --join-token <token> (or \
+         SIGNET_AGENT_JOIN_TOKEN); the agent then gets a new SPIFFE ID, so entries whose parent \
+         is the old agent ID must be created again with the node alias as parent"
     )]
     SvidExpired {
+        /// The agent's SPIFFE ID, with the join token redacted.
+        agent_id: String,
         /// Data directory of the agent.
         data_dir: PathBuf,
         /// RFC 3339 time of the SVID's notAfter.
@@ -175,6 +186,7 @@ pub struct Node {
     server_address: ServerAddress,
     data_dir: PathBuf,
     rejection_signal: RejectionSignal,
+    outage_log: OutageLog,
     state: Mutex<State>,
 }
 
@@ -195,6 +207,12 @@ impl NodeError {
             code: status.code(),
             message: describe_status(status),
         }
+    }
+
+    /// Returns true when a call failed because the server could not be reached. The node's
+    /// outage log reports such failures once, so retries log them at debug only.
+    pub fn is_server_unreachable(&self) -> bool {
+        matches!(self, Self::Rpc { code, .. } if is_server_unreachable(*code))
     }
 }
 
@@ -224,6 +242,7 @@ impl Node {
                 Self::attest(config, token, expired.map(|stored| stored.bundle)).await
             }
             (None, Some(stored)) => Err(NodeError::SvidExpired {
+                agent_id: redacted_agent_id(&stored.agent_id),
                 data_dir: config.data_dir.clone(),
                 expired_at: humantime::format_rfc3339_seconds(stored.svid.expires_at).to_string(),
             }),
@@ -291,8 +310,9 @@ impl Node {
         self.lock().bundle.clone()
     }
 
-    /// Returns when the agent SVID should be renewed: at half its lifetime, or later when its
-    /// renewal was cut at the CA's expiry (see [`svid::refresh_at_after_renewal`]).
+    /// Returns when the agent SVID should be renewed: shortly before half its lifetime (see
+    /// [`svid::refresh_at`]), or later when its renewal was cut at the CA's expiry (see
+    /// [`svid::refresh_at_after_renewal`]).
     pub fn renew_at(&self) -> SystemTime {
         self.lock().renew_at
     }
@@ -324,6 +344,20 @@ impl Node {
         state.bundle = bundle;
         state.client = client;
         Ok(true)
+    }
+
+    /// Renews the agent SVID now when a `tainted` authority signed it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Node::renew`].
+    pub async fn renew_if_tainted(&self, tainted: &TaintedAuthorities) -> Result<(), NodeError> {
+        let signed_by_tainted = tainted.signed(&self.lock().svid.chain);
+        if signed_by_tainted {
+            tracing::warn!("Agent SVID was signed by a tainted authority; renewing it now");
+            self.renew().await?;
+        }
+        Ok(())
     }
 
     /// Renews the agent SVID with the server, stores it and reconnects with it.
@@ -436,14 +470,17 @@ impl Node {
     ) -> Result<Self, NodeError> {
         let verifier = SpiffeServerVerifier::new(&bundle, server_id(&config.trust_domain))?;
         let rejection_signal = RejectionSignal::new();
+        let outage_log = OutageLog::default();
         let client = connect(config, Arc::new(verifier), Some(&svid))?
-            .with_rejection_signal(rejection_signal.clone());
+            .with_rejection_signal(rejection_signal.clone())
+            .with_outage_log(outage_log.clone());
         Ok(Self {
             agent_id,
             trust_domain: config.trust_domain.clone(),
             server_address: config.server_address.clone(),
             data_dir: config.data_dir.clone(),
             rejection_signal,
+            outage_log,
             state: Mutex::new(State {
                 renew_at: svid::refresh_at(&svid),
                 svid: Arc::new(svid),
@@ -462,7 +499,8 @@ impl Node {
         let tls = channel::client_config(Arc::new(verifier), Some(svid)).map_err(NodeError::Tls)?;
         Ok(
             ServerClient::new(channel::connect_lazy(&self.server_address, tls))
-                .with_rejection_signal(self.rejection_signal.clone()),
+                .with_rejection_signal(self.rejection_signal.clone())
+                .with_outage_log(self.outage_log.clone()),
         )
     }
 

@@ -1,6 +1,8 @@
-//! Renewal of the agent's own X509-SVID at half its lifetime.
+//! Renewal of the agent's own X509-SVID shortly before half its lifetime.
 
 use std::time::{Duration, SystemTime};
+
+use signet_core::ids::redacted_agent_id;
 
 use super::{Backoff, Node, NodeError};
 
@@ -10,7 +12,7 @@ const MIN_WAIT: Duration = Duration::from_secs(1);
 const WARN_ATTEMPTS: u32 = 3;
 
 impl Node {
-    /// Renews the agent SVID at half its lifetime, retrying failures with backoff, for as long
+    /// Renews the agent SVID at [`Node::renew_at`], retrying failures with backoff, for as long
     /// as the SVID is valid.
     ///
     /// Returns only when the SVID expired without a successful renewal, because the agent can no
@@ -21,9 +23,11 @@ impl Node {
     /// Cancel safe: a renewal cut short leaves the previous SVID in use.
     pub async fn keep_renewed(&self) -> NodeError {
         let mut backoff = Backoff::new();
+        // Failures other than an unreachable server, which are logged at warn at first.
         let mut failures = 0u32;
+        let mut retrying = false;
         loop {
-            let wait = if failures == 0 {
+            let wait = if !retrying {
                 // An SVID due again at once (clock skew, tiny TTL) must not spin the loop.
                 until(self.renew_at()).max(MIN_WAIT)
             } else {
@@ -33,6 +37,7 @@ impl Node {
 
             match self.renew().await {
                 Ok(()) => {
+                    retrying = false;
                     if failures > 0 {
                         tracing::info!(attempts = failures + 1, "Agent SVID renewal recovered");
                     }
@@ -40,15 +45,22 @@ impl Node {
                     backoff.reset();
                 }
                 Err(error) => {
-                    failures = failures.saturating_add(1);
+                    retrying = true;
                     if SystemTime::now() >= self.expires_at() {
                         return NodeError::SvidExpired {
+                            agent_id: redacted_agent_id(&self.agent_id),
                             data_dir: self.data_dir.clone(),
                             expired_at: humantime::format_rfc3339_seconds(self.expires_at())
                                 .to_string(),
                         };
                     }
-                    log_failure(&error, failures);
+                    if error.is_server_unreachable() {
+                        // The node's outage log reported the outage once.
+                        tracing::debug!(error = %error, "Failed to renew the agent SVID, retrying");
+                    } else {
+                        failures = failures.saturating_add(1);
+                        log_failure(&error, failures);
+                    }
                 }
             }
         }

@@ -20,6 +20,8 @@ use crate::svid;
 
 const SVID_FILE: &str = "agent_svid.der";
 const KEY_FILE: &str = "agent_svid.key";
+/// The key of a renewal whose chain may not be written yet; see [`save_svid`].
+const NEXT_KEY_FILE: &str = "agent_svid.next.key";
 const BUNDLE_FILE: &str = "bundle.der";
 const PERMISSION_BITS: u32 = 0o7777;
 const GROUP_AND_OTHER_BITS: u32 = 0o077;
@@ -66,8 +68,10 @@ pub(crate) fn load(data_dir: &Path) -> Result<Option<StoredState>, NodeError> {
     if bundle.is_empty() {
         return Err(invalid(&bundle_path, "no certificate"));
     }
-    let (agent_id, svid) =
-        svid::from_parts(chain, key).map_err(|error| invalid(&svid_path, error))?;
+    let (agent_id, svid) = match svid::from_parts(chain.clone(), key) {
+        Ok(parts) => parts,
+        Err(error) => finish_renewal(data_dir, chain)?.ok_or_else(|| invalid(&svid_path, error))?,
+    };
     Ok(Some(StoredState {
         agent_id,
         svid,
@@ -77,17 +81,46 @@ pub(crate) fn load(data_dir: &Path) -> Result<Option<StoredState>, NodeError> {
 
 /// Writes the agent's X509-SVID chain and its private key (mode 0600).
 ///
+/// The new key is written beside the current one first, then the chain, then the new key
+/// replaces the current one. A crash at any point leaves a chain whose key is either the
+/// current key or the new one, and [`load`] finds it.
+///
 /// # Errors
 ///
 /// [`NodeError::Store`] when a file cannot be written.
 pub(crate) fn save_svid(data_dir: &Path, svid: &X509SvidMaterial) -> Result<(), NodeError> {
-    // The key goes first: a crash between the writes leaves a new key beside the old chain,
-    // which `load` rejects as a mismatch instead of serving a chain without its key.
-    let key_path = data_dir.join(KEY_FILE);
-    write_secret(&key_path, &svid.private_key_pkcs8).map_err(store_error(&key_path))?;
+    let next_key_path = data_dir.join(NEXT_KEY_FILE);
+    write_secret(&next_key_path, &svid.private_key_pkcs8).map_err(store_error(&next_key_path))?;
     let svid_path = data_dir.join(SVID_FILE);
     write_atomic(&svid_path, &concatenate(&svid.chain), PUBLIC_FILE_MODE)
-        .map_err(store_error(&svid_path))
+        .map_err(store_error(&svid_path))?;
+    promote_next_key(data_dir)
+}
+
+/// Completes a renewal that a crash interrupted after the chain was written: returns the stored
+/// chain with the next key when they match, and makes that key the current one.
+fn finish_renewal(
+    data_dir: &Path,
+    chain: Vec<CertificateDer<'static>>,
+) -> Result<Option<(SpiffeId, X509SvidMaterial)>, NodeError> {
+    let next_key_path = data_dir.join(NEXT_KEY_FILE);
+    let Some(next_key) = read_optional(&next_key_path)?.map(Zeroizing::new) else {
+        return Ok(None);
+    };
+    check_private(&next_key_path)?;
+    let Ok(parts) = svid::from_parts(chain, next_key) else {
+        return Ok(None);
+    };
+    promote_next_key(data_dir)?;
+    tracing::info!("Completed an agent SVID renewal that was interrupted");
+    Ok(Some(parts))
+}
+
+fn promote_next_key(data_dir: &Path) -> Result<(), NodeError> {
+    let next_key_path = data_dir.join(NEXT_KEY_FILE);
+    std::fs::rename(&next_key_path, data_dir.join(KEY_FILE))
+        .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
+        .map_err(store_error(&next_key_path))
 }
 
 /// Writes the trust bundle.

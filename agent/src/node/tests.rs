@@ -308,6 +308,7 @@ fn config(
         bootstrap,
         data_dir: data_dir.to_owned(),
         socket_path: data_dir.join("api.sock"),
+        persist_workload_svids: true,
     }
 }
 
@@ -368,10 +369,16 @@ async fn start_with_expired_svid_requires_token() {
 
     let result = Node::start(&config(dir.path(), None, Bootstrap::None)).await;
 
+    let Err(error @ NodeError::SvidExpired { .. }) = result else {
+        panic!("expected SvidExpired, got {result:?}");
+    };
+    let message = error.to_string();
     assert!(
-        matches!(result, Err(NodeError::SvidExpired { .. })),
-        "{result:?}"
+        message.contains("signet-server token generate --spiffe-id"),
+        "{message}"
     );
+    assert!(message.contains("--join-token"), "{message}");
+    assert!(!message.contains(AGENT_ID), "join token in {message}");
 }
 
 #[tokio::test(flavor = "current_thread")]

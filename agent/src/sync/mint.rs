@@ -9,9 +9,10 @@ use spiffe::SpiffeId;
 use tonic::Status;
 
 use super::entries::ServedEntry;
-use crate::cache::X509SvidMaterial;
+use crate::cache::{Snapshot, X509SvidMaterial};
 use crate::node::{ServerClient, SignResult};
 use crate::svid::{self, PendingSvid};
+use crate::taint::TaintedAuthorities;
 
 /// Entries per `BatchNewX509SVID` call, which bounds request and response sizes.
 const BATCH_SIZE: usize = 500;
@@ -25,13 +26,35 @@ pub(crate) struct SvidStore {
 #[derive(Debug)]
 struct Minted {
     spiffe_id: SpiffeId,
-    revision_number: i64,
+    /// The entry revision the SVID was signed for; `None` for an SVID stored by an earlier run,
+    /// which the first sync adopts for the entry of the same ID and SPIFFE ID.
+    revision_number: Option<i64>,
     svid: Arc<X509SvidMaterial>,
     /// When to renew `svid`.
     refresh_at: SystemTime,
 }
 
 impl SvidStore {
+    /// Starts with the SVIDs of `snapshot`, such as those an earlier run stored, so that a
+    /// restarted agent renews them on schedule instead of having every one signed again.
+    pub(crate) fn seeded(snapshot: &Snapshot) -> Self {
+        let svids = snapshot
+            .identities
+            .iter()
+            .filter_map(|identity| {
+                let svid = identity.svid.as_ref()?;
+                let minted = Minted {
+                    spiffe_id: identity.spiffe_id.clone(),
+                    revision_number: None,
+                    refresh_at: svid::refresh_at(svid),
+                    svid: Arc::clone(svid),
+                };
+                Some((identity.entry_id.clone(), minted))
+            })
+            .collect();
+        Self { svids }
+    }
+
     /// Returns the SVID of an entry, if it has a valid one.
     pub(crate) fn get(&self, entry_id: &str) -> Option<Arc<X509SvidMaterial>> {
         self.svids
@@ -51,12 +74,27 @@ impl SvidStore {
             .map(|entry| (entry.entry_id.as_str(), entry))
             .collect();
         self.svids.retain(|entry_id, minted| {
-            let still_served = current.get(entry_id.as_str()).is_some_and(|entry| {
-                entry.spiffe_id == minted.spiffe_id
-                    && entry.revision_number == minted.revision_number
-            });
-            still_served && now < minted.svid.expires_at
+            let Some(entry) = current.get(entry_id.as_str()) else {
+                return false;
+            };
+            let revision = *minted.revision_number.get_or_insert(entry.revision_number);
+            entry.spiffe_id == minted.spiffe_id
+                && entry.revision_number == revision
+                && now < minted.svid.expires_at
         });
+    }
+
+    /// Makes every SVID signed by a `tainted` authority due for renewal at `now`. Returns how
+    /// many there were.
+    pub(crate) fn renew_tainted(&mut self, tainted: &TaintedAuthorities, now: SystemTime) -> usize {
+        let mut count = 0;
+        for minted in self.svids.values_mut() {
+            if minted.refresh_at > now && tainted.signed(&minted.svid.chain) {
+                minted.refresh_at = now;
+                count += 1;
+            }
+        }
+        count
     }
 
     /// Returns the entries without an SVID or whose SVID is past half its lifetime.
@@ -166,7 +204,7 @@ impl SvidStore {
                     .map(|minted| minted.svid.expires_at);
                 let minted = Minted {
                     spiffe_id: entry.spiffe_id.clone(),
-                    revision_number: entry.revision_number,
+                    revision_number: Some(entry.revision_number),
                     refresh_at: svid::refresh_at_after_renewal(
                         &svid,
                         previous_expiry,
@@ -235,6 +273,55 @@ mod tests {
             }),
         };
         (pending, result)
+    }
+
+    /// Returns a snapshot whose only identity is `entry` with a fresh SVID for `spiffe_id`.
+    fn stored_snapshot(ca: &TestCa, entry: &ServedEntry, spiffe_id: &str) -> Snapshot {
+        let spiffe_id = SpiffeId::new(spiffe_id).unwrap();
+        let pending = PendingSvid::generate(&spiffe_id).unwrap();
+        let chain = ca.sign_csr(
+            pending.csr_der(),
+            &spiffe_id,
+            SystemTime::now() - Duration::from_secs(1),
+            Duration::from_secs(600),
+        );
+        let mut snapshot = Snapshot::empty(TrustDomain::new("example.org").unwrap());
+        snapshot.identities.push(crate::cache::Identity {
+            entry_id: entry.entry_id.clone(),
+            spiffe_id,
+            selectors: entry.selectors.clone(),
+            hint: String::new(),
+            svid: Some(Arc::new(pending.complete(chain).unwrap())),
+        });
+        snapshot
+    }
+
+    #[test]
+    fn stored_svid_is_adopted_instead_of_signed_again() {
+        let ca = TestCa::new();
+        let entry = served_entry();
+        let snapshot = stored_snapshot(&ca, &entry, "spiffe://example.org/web");
+        let mut store = SvidStore::seeded(&snapshot);
+        let now = SystemTime::now();
+
+        store.retain_current(std::slice::from_ref(&entry), now);
+
+        assert!(store.due(std::slice::from_ref(&entry), now).is_empty());
+        assert!(store.get(&entry.entry_id).is_some());
+    }
+
+    #[test]
+    fn stored_svid_of_another_spiffe_id_is_dropped() {
+        let ca = TestCa::new();
+        let entry = served_entry();
+        let snapshot = stored_snapshot(&ca, &entry, "spiffe://example.org/old-name");
+        let mut store = SvidStore::seeded(&snapshot);
+        let now = SystemTime::now();
+
+        store.retain_current(std::slice::from_ref(&entry), now);
+
+        assert_eq!(store.due(std::slice::from_ref(&entry), now).len(), 1);
+        assert!(store.get(&entry.entry_id).is_none());
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! A sync fetches the authorized entries and the bundle (X.509 authorities and JWT keys), has
 //! the server sign an X509-SVID for every entry without a fresh one, and publishes a new
 //! snapshot when anything changed. It runs at start, on every change notice from the server,
-//! when the first SVID reaches half its lifetime, and at least every 30 seconds in case a
-//! notice was lost.
+//! when the first SVID is due for renewal (see [`crate::svid::refresh_at`]), and at least every
+//! 30 seconds in case a notice was lost.
+//!
+//! While the server is unreachable the cache keeps what it has: the Workload API serves each
+//! SVID until it expires, and sync retries with backoff.
 
 mod entries;
 mod mint;
@@ -36,9 +39,9 @@ pub async fn run(node: Arc<Node>, cache: Cache) {
     let changed = Arc::new(Notify::new());
     let watcher = watch::watch_changes(Arc::clone(&node), Arc::clone(&changed));
     let syncer = Syncer {
+        svids: SvidStore::seeded(&cache.current()),
         node,
         cache,
-        svids: SvidStore::default(),
     };
     // Both futures loop for ever, so this returns only when the caller drops it.
     tokio::join!(watcher, sync_loop(syncer, &changed));
@@ -47,6 +50,7 @@ pub async fn run(node: Arc<Node>, cache: Cache) {
 /// Syncs at start, then whenever `changed` fires or the next refresh or safety poll is due.
 async fn sync_loop(mut syncer: Syncer, changed: &Notify) {
     let mut backoff = Backoff::new();
+    // Failed syncs other than an unreachable server, which are logged at warn at first.
     let mut failures = 0u32;
     loop {
         let wait = match syncer.sync_once().await {
@@ -62,6 +66,11 @@ async fn sync_loop(mut syncer: Syncer, changed: &Notify) {
                 } else {
                     outcome.next_refresh.min(backoff.next_delay())
                 }
+            }
+            Err(error) if error.is_server_unreachable() => {
+                // The node's outage log reported the outage once.
+                tracing::debug!(error = %error, "Entry sync failed, retrying");
+                backoff.next_delay()
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -112,6 +121,13 @@ impl Syncer {
         let now = SystemTime::now();
         let entries = served_entries(entries, self.node.trust_domain(), now);
         self.svids.retain_current(&entries, now);
+        let tainted = self.svids.renew_tainted(&bundle.tainted, now);
+        if tainted > 0 {
+            tracing::warn!(
+                svids = tainted,
+                "Replacing X509-SVIDs signed by a tainted authority"
+            );
+        }
         let due = self.svids.due(&entries, now);
         let unsigned = if due.is_empty() {
             0
@@ -121,6 +137,12 @@ impl Syncer {
                 .await
                 .map_err(|status| NodeError::rpc("BatchNewX509SVID", &status))?
         };
+
+        // The agent SVID goes last, so that once the server sees it replaced, every workload
+        // SVID of the tainted authority is replaced too.
+        if unsigned == 0 {
+            self.node.renew_if_tainted(&bundle.tainted).await?;
+        }
 
         // Publish.
         let snapshot = Snapshot {

@@ -416,6 +416,7 @@ mod against_server {
             bootstrap: Bootstrap::None,
             data_dir: std::env::temp_dir(),
             socket_path: std::env::temp_dir().join("unused.sock"),
+            persist_workload_svids: true,
         };
         let node = Node::with_state(
             &config,

@@ -4,29 +4,31 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::node::{Backoff, Node, describe_status};
+use crate::node::{Backoff, Node, describe_status, is_server_unreachable};
 
 /// Keeps a `WatchChanges` stream open and calls `notify_one` on every notice and after every
 /// reconnect, since notices sent while the stream was down are lost.
 ///
-/// Never returns. An outage is logged once at warn and the recovery once at info.
+/// Never returns. A lost stream is logged at debug, because the node's outage log reports an
+/// unreachable server. Other reconnect failures are logged once at warn, and the recovery from
+/// them once at info.
 ///
 /// # Cancel safety
 ///
 /// Cancel safe: dropping the future closes the stream.
 pub(crate) async fn watch_changes(node: Arc<Node>, changed: Arc<Notify>) {
     let mut backoff = Backoff::new();
-    let mut is_down = false;
+    let mut has_warned = false;
     loop {
-        let error = match node.client().watch_changes().await {
+        match node.client().watch_changes().await {
             Ok(mut notices) => {
-                if is_down {
+                if has_warned {
                     tracing::info!("Change stream from the server restored");
-                    is_down = false;
+                    has_warned = false;
                 }
                 backoff.reset();
                 changed.notify_one();
-                loop {
+                let lost = loop {
                     match notices.message().await {
                         Ok(Some(notice)) => {
                             tracing::debug!(
@@ -39,16 +41,16 @@ pub(crate) async fn watch_changes(node: Arc<Node>, changed: Arc<Notify>) {
                         Ok(None) => break "the server closed the stream".to_owned(),
                         Err(status) => break describe_status(&status),
                     }
-                }
+                };
+                tracing::debug!(error = %lost, "Change stream from the server lost, reconnecting");
             }
-            Err(status) => describe_status(&status),
-        };
-
-        if !is_down {
-            tracing::warn!(error = %error, "Change stream from the server lost, reconnecting");
-            is_down = true;
-        } else {
-            tracing::debug!(error = %error, "Change stream reconnect failed");
+            Err(status) if is_server_unreachable(status.code()) || has_warned => {
+                tracing::debug!(error = %describe_status(&status), "Change stream reconnect failed");
+            }
+            Err(status) => {
+                tracing::warn!(error = %describe_status(&status), "Failed to open the change stream from the server, retrying");
+                has_warned = true;
+            }
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }

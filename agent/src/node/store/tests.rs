@@ -90,6 +90,40 @@ fn key_of_other_svid_is_rejected() {
 }
 
 #[test]
+fn renewal_interrupted_after_the_chain_is_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    save_bundle(dir.path(), &ca.bundle()).unwrap();
+    save_svid(dir.path(), &agent_svid(&ca)).unwrap();
+    let renewed = agent_svid(&ca);
+    // The state a crash leaves after the chain write and before the key rename.
+    write_secret(&dir.path().join(NEXT_KEY_FILE), &renewed.private_key_pkcs8).unwrap();
+    std::fs::write(dir.path().join(SVID_FILE), concatenate(&renewed.chain)).unwrap();
+
+    let state = load(dir.path()).unwrap().unwrap();
+
+    assert_eq!(state.svid.chain, renewed.chain);
+    assert!(!dir.path().join(NEXT_KEY_FILE).exists());
+    let key = std::fs::read(dir.path().join(KEY_FILE)).unwrap();
+    assert_eq!(key, *renewed.private_key_pkcs8);
+}
+
+#[test]
+fn renewal_interrupted_before_the_chain_keeps_the_old_svid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let current = agent_svid(&ca);
+    save_bundle(dir.path(), &ca.bundle()).unwrap();
+    save_svid(dir.path(), &current).unwrap();
+    let renewed = agent_svid(&ca);
+    write_secret(&dir.path().join(NEXT_KEY_FILE), &renewed.private_key_pkcs8).unwrap();
+
+    let state = load(dir.path()).unwrap().unwrap();
+
+    assert_eq!(state.svid.chain, current.chain);
+}
+
+#[test]
 fn malformed_bundle_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
