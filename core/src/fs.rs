@@ -53,6 +53,17 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
     create_dir_with_mode(path, 0o700)
 }
 
+/// Returns the permission bits of the file at `path` when group or others have any of them, as
+/// for a private key that other users could read.
+///
+/// # Errors
+///
+/// Any I/O error from reading the file's metadata.
+pub fn shared_mode(path: &Path) -> io::Result<Option<u32>> {
+    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+    Ok((mode & 0o077 != 0).then_some(mode))
+}
+
 /// Creates `path` and its missing parents; `path` itself gets `mode` even if it existed. A new
 /// directory's parent is synced, so the directory survives a power loss.
 ///

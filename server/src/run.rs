@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::datastore::Datastore;
 use crate::endpoints::{
     SERVER_IDENTITY_TTL, TlsSettings, bind_admin_socket, rotate_server_identity, serve_admin_api,
-    serve_agent_api,
+    serve_agent_api, server_ca,
 };
 
 /// Time open connections get to finish after a shutdown signal.
@@ -141,8 +141,8 @@ async fn prepare(config: &Config) -> anyhow::Result<(Arc<ServerState>, TlsSettin
         ttls,
         changes,
     ));
-    let identity = state
-        .ca()
+    let identity = server_ca(&state)
+        .await
         .issue_server_identity(SERVER_IDENTITY_TTL)
         .context("failed to issue the server X509-SVID")?;
     let identity_expiry = identity.expires_at;

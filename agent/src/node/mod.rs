@@ -305,6 +305,11 @@ impl Node {
         self.lock().client.clone()
     }
 
+    /// Returns a future that completes when the server is reachable again after an outage.
+    pub(crate) fn recovery(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.outage_log.recovery()
+    }
+
     /// Returns the current trust bundle.
     pub fn bundle(&self) -> Vec<CertificateDer<'static>> {
         self.lock().bundle.clone()

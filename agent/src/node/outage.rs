@@ -5,18 +5,28 @@
 //! Each reports the outcome of its calls here and logs its own retries at debug, so an outage
 //! leaves two lines in the log instead of one per retry.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
 use super::describe_status;
 
-/// Start of the current outage, if any, shared by every client of one node. Clones share it.
+/// The current outage, if any, shared by every client of one node. Clones share it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct OutageLog {
-    down_since: Arc<Mutex<Option<Instant>>>,
+    outage: Arc<Mutex<Option<Outage>>>,
+    recovered: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    /// The error last logged, so that a new cause is logged once too.
+    error: String,
 }
 
 impl OutageLog {
@@ -27,38 +37,55 @@ impl OutageLog {
             self.record_response();
             return false;
         }
-        let mut down_since = self.lock();
-        if down_since.is_some() {
-            return false;
+        let error = describe_status(status);
+        let mut outage = self.lock();
+        match outage.as_mut() {
+            Some(outage) if outage.error == error => false,
+            Some(outage) => {
+                tracing::warn!(error = %error, "Server still unreachable, now for another reason");
+                outage.error = error;
+                false
+            }
+            None => {
+                tracing::warn!(
+                    error = %error,
+                    "Server unreachable: serving the cached SVIDs and bundles, retrying with backoff"
+                );
+                *outage = Some(Outage {
+                    since: Instant::now(),
+                    error,
+                });
+                true
+            }
         }
-        *down_since = Some(Instant::now());
-        tracing::warn!(
-            error = %describe_status(status),
-            "Server unreachable: serving the cached SVIDs and bundles, retrying with backoff"
-        );
-        true
     }
 
     /// Records a response from the server. Logs how long the outage lasted, and returns true,
     /// when the server was unreachable until now.
     pub(crate) fn record_response(&self) -> bool {
-        let Some(since) = self.lock().take() else {
+        let Some(outage) = self.lock().take() else {
             return false;
         };
         // Whole seconds: the retries that notice the recovery are seconds apart anyway.
-        let downtime = Duration::from_secs(since.elapsed().as_secs());
+        let downtime = Duration::from_secs(outage.since.elapsed().as_secs());
         tracing::info!(
             downtime = %humantime::format_duration(downtime),
             "Server reachable again"
         );
+        self.recovered.notify_waiters();
         true
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Instant>> {
+    /// Returns a future that completes at the next recovery from an outage, so that loops
+    /// waiting out a backoff catch up at once.
+    pub(crate) fn recovery(&self) -> impl Future<Output = ()> + Send + 'static {
+        let recovered = Arc::clone(&self.recovered);
+        async move { recovered.notified().await }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Outage>> {
         // The value is replaced whole, so it is consistent even if a holder panicked.
-        self.down_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.outage.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -86,6 +113,34 @@ mod tests {
         assert!(outage.record_response());
         assert!(!outage.record_response());
         assert!(outage.record_failure(&refused));
+    }
+
+    #[test]
+    fn new_cause_is_logged_without_a_new_outage() {
+        let outage = OutageLog::default();
+        assert!(outage.record_failure(&Status::unavailable("connection refused")));
+
+        assert!(!outage.record_failure(&Status::unavailable("certificate not trusted")));
+
+        assert_eq!(
+            outage.lock().as_ref().unwrap().error,
+            describe_status(&Status::unavailable("certificate not trusted"))
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn recovery_wakes_waiters() {
+        let outage = OutageLog::default();
+        outage.record_failure(&Status::unavailable("connection refused"));
+        let recovery = tokio::spawn(outage.recovery());
+        tokio::task::yield_now().await;
+
+        outage.record_response();
+
+        tokio::time::timeout(Duration::from_secs(5), recovery)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[test]

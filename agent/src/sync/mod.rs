@@ -88,6 +88,7 @@ async fn sync_loop(mut syncer: Syncer, changed: &Notify) {
         };
         tokio::select! {
             () = changed.notified() => {}
+            () = syncer.node.recovery() => {}
             () = tokio::time::sleep(wait.min(SAFETY_POLL)) => {}
         }
     }

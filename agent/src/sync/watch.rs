@@ -52,6 +52,9 @@ pub(crate) async fn watch_changes(node: Arc<Node>, changed: Arc<Notify>) {
                 has_warned = true;
             }
         }
-        tokio::time::sleep(backoff.next_delay()).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = node.recovery() => {}
+        }
     }
 }

@@ -106,7 +106,7 @@ impl LocalAuthority for Services {
         request: Request<ActivateX509AuthorityRequest>,
     ) -> Result<Response<ActivateX509AuthorityResponse>, Status> {
         self.require_admin()?;
-        let id = authority_id(request.into_inner().authority_id)?;
+        let id = x509_authority_id(request.into_inner().authority_id)?;
         let activated = self.state.x509_authorities.activate(&id).await;
         Ok(Response::new(ActivateX509AuthorityResponse {
             activated_authority: state(activated)?,
@@ -118,7 +118,7 @@ impl LocalAuthority for Services {
         request: Request<TaintX509AuthorityRequest>,
     ) -> Result<Response<TaintX509AuthorityResponse>, Status> {
         self.require_admin()?;
-        let id = authority_id(request.into_inner().authority_id)?;
+        let id = x509_authority_id(request.into_inner().authority_id)?;
         let tainted = self.state.x509_authorities.taint(&id).await;
         Ok(Response::new(TaintX509AuthorityResponse {
             tainted_authority: state(tainted)?,
@@ -137,7 +137,7 @@ impl LocalAuthority for Services {
         request: Request<RevokeX509AuthorityRequest>,
     ) -> Result<Response<RevokeX509AuthorityResponse>, Status> {
         self.require_admin()?;
-        let id = authority_id(request.into_inner().authority_id)?;
+        let id = x509_authority_id(request.into_inner().authority_id)?;
         let revoked = self.state.x509_authorities.revoke(&id).await;
         Ok(Response::new(RevokeX509AuthorityResponse {
             revoked_authority: state(revoked)?,
@@ -175,16 +175,39 @@ impl Services {
     }
 }
 
+/// Checks an authority ID from a request: not empty, at most [`MAX_AUTHORITY_ID_LEN`] bytes, and
+/// printable ASCII, so that error messages can name it.
 fn authority_id(id: String) -> Result<String, ApiError> {
+    let show = "`signet-server localauthority x509 show` (or `jwt show`) lists the IDs";
     if id.is_empty() {
-        return Err(ApiError::InvalidArgument(
-            "no authority ID given; `signet-server localauthority x509 show` (or `jwt show`) \
-             lists them"
-                .to_owned(),
-        ));
+        return Err(ApiError::InvalidArgument(format!(
+            "no authority ID given; {show}"
+        )));
+    }
+    if id.len() > MAX_AUTHORITY_ID_LEN {
+        return Err(ApiError::InvalidArgument(format!(
+            "the authority ID is {} bytes long, more than the {MAX_AUTHORITY_ID_LEN} any \
+             authority has; {show}",
+            id.len()
+        )));
+    }
+    if !id.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::InvalidArgument(format!(
+            "invalid authority ID {id:?}: only printable ASCII without spaces; {show}"
+        )));
     }
     Ok(id)
 }
+
+/// Checks an X.509 authority ID and accepts it the way OpenSSL prints a subject key identifier
+/// too: upper-case and with colons.
+fn x509_authority_id(id: String) -> Result<String, ApiError> {
+    Ok(authority_id(id)?.replace(':', "").to_ascii_lowercase())
+}
+
+/// Longest authority ID accepted: an X.509 subject key identifier printed by OpenSSL (with colons)
+/// or a JWT `kid` is far shorter.
+const MAX_AUTHORITY_ID_LEN: usize = 256;
 
 fn state(
     result: Result<AuthorityInfo, crate::authority::RotationError>,

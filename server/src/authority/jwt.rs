@@ -52,7 +52,8 @@ impl AuthorityKind for JwtKind {
     }
 
     fn load(&self, dir: &Path) -> anyhow::Result<Option<JwtSigner>> {
-        Ok(JwtSigningKey::load(dir, self.key_type).map(|key| self.signer(key)))
+        super::require_files(dir, &["jwt-key.pem", "jwt-key.json"])?;
+        Ok(JwtSigningKey::load(dir, self.key_type)?.map(|key| self.signer(key)))
     }
 
     fn create(&self, dir: &Path) -> anyhow::Result<JwtSigner> {

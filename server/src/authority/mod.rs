@@ -91,5 +91,23 @@ pub trait AuthorityKind: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
 }
 
+/// Fails, naming the first missing file, unless `dir` contains every one of `files`: an
+/// authority the journal names must never be replaced silently.
+fn require_files(dir: &Path, files: &[&str]) -> anyhow::Result<()> {
+    match files
+        .iter()
+        .map(|file| dir.join(file))
+        .find(|path| !path.exists())
+    {
+        Some(missing) => Err(anyhow::anyhow!(
+            "{} is missing; restore it from a backup, or move {} aside to start with new \
+             authorities of this kind, which agents must then be given as a new trust bundle",
+            missing.display(),
+            dir.parent().unwrap_or(dir).display()
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 
 use super::AuthorityKind;
 use super::journal::{Journal, SlotRecord, generation_dir};
-use super::schedule::{activation_time, preparation_time};
+use super::schedule::{activation_time, earliest_activation, preparation_time};
 use crate::api::ChangeFeed;
 use crate::datastore::Datastore;
 
@@ -66,6 +66,8 @@ struct Slots<A> {
     journal: Journal,
     active: Arc<A>,
     prepared: Option<Arc<A>>,
+    /// When the prepared authority entered the bundle, as far as this process knows.
+    prepared_since: Option<SystemTime>,
     old: Option<Arc<A>>,
 }
 
@@ -125,6 +127,22 @@ impl<K: AuthorityKind> Rotation<K> {
     /// Returns the authority that signs now.
     pub fn active(&self) -> Arc<K::Authority> {
         Arc::clone(&self.active.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Returns the authority that peers have trusted longest: the old one while it is untainted
+    /// and has more than a twelfth of its lifetime left, else the active one.
+    ///
+    /// The server's own TLS identity comes from it, so an agent that missed the bundle update
+    /// with the active authority (it was offline, or the server was) still trusts the server
+    /// and can fetch that update.
+    pub async fn established(&self, now: SystemTime) -> Arc<K::Authority> {
+        let slots = self.slots.lock().await;
+        match (&slots.old, slots.journal.old) {
+            (Some(old), Some(record)) if !record.tainted && has_margin::<K>(old, now) => {
+                Arc::clone(old)
+            }
+            _ => Arc::clone(&slots.active),
+        }
     }
 
     /// Returns the authorities in each slot.
@@ -252,16 +270,16 @@ impl<K: AuthorityKind> Rotation<K> {
         }
         if let Some(prepared) = &slots.prepared
             && now >= activation_time(validity)
+            && now >= earliest_activation(validity, slots.prepared_since.unwrap_or(now))
         {
             let authority_id = K::authority_id(prepared);
             self.activate_locked(&mut slots, &authority_id).await?;
         }
 
         let validity = K::validity(&slots.active);
-        let next = if slots.prepared.is_none() {
-            preparation_time(validity)
-        } else {
-            activation_time(validity)
+        let next = match slots.prepared_since {
+            None => preparation_time(validity),
+            Some(since) => activation_time(validity).max(earliest_activation(validity, since)),
         };
         let old_expiry = slots.old.as_ref().map(|old| K::validity(old).1);
         Ok(old_expiry.map_or(next, |expiry| expiry.min(next)))
@@ -285,11 +303,14 @@ impl<K: AuthorityKind> Rotation<K> {
             tainted: false,
         });
         self.save(&slots.journal)?;
-        if let Some(replaced) = replaced {
-            self.remove_generation(replaced.generation);
-        }
         let prepared = Arc::new(prepared);
+        if let (Some(record), Some(authority)) = (replaced, slots.prepared.take()) {
+            // The replaced authority never signed anything, so nothing needs its root any more.
+            self.kind.remove(&self.datastore, &authority).await?;
+            self.remove_generation(record.generation);
+        }
         slots.prepared = Some(Arc::clone(&prepared));
+        slots.prepared_since = Some(SystemTime::now());
         self.bundle_changed().await;
         tracing::info!(
             kind = K::NAME,
@@ -317,6 +338,15 @@ impl<K: AuthorityKind> Rotation<K> {
         if prepared_id != authority_id {
             return Err(self.not_in_slot(slots, authority_id, "activated", "prepared"));
         }
+        if let (Some(old), Some(SlotRecord { tainted: true, .. })) = (&slots.old, slots.journal.old)
+        {
+            let old_id = K::authority_id(old);
+            return Err(RotationError::FailedPrecondition(format!(
+                "the old {} {old_id} is tainted and would leave the old slot, after which it could                  not be revoked: revoke it first (`signet-server localauthority {} revoke                  --authority-id {old_id}`)",
+                K::NAME,
+                K::COMMAND
+            )));
+        }
 
         let prepared = Arc::clone(prepared);
         let forgotten = slots.journal.old.replace(SlotRecord {
@@ -331,6 +361,7 @@ impl<K: AuthorityKind> Rotation<K> {
         }
         slots.old = Some(std::mem::replace(&mut slots.active, Arc::clone(&prepared)));
         slots.prepared = None;
+        slots.prepared_since = None;
         *self.active.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&prepared);
         tracing::info!(
             kind = K::NAME,
@@ -432,15 +463,30 @@ fn restore<K: AuthorityKind>(
 ) -> anyhow::Result<Slots<K::Authority>> {
     signet_core::fs::create_private_dir(dir)
         .with_context(|| format!("failed to create {}", dir.display()))?;
-    let mut journal = Journal::load(dir).map_err(|reason| {
+    let lost = |reason: String| {
         anyhow::anyhow!(
-            "{reason}; move the file aside to start with new authorities of this kind, which \
-             agents must then be given as a new trust bundle"
+            "{reason}; restore it from a backup, or move {} aside to start with new authorities \
+             of this kind, which agents must then be given as a new trust bundle",
+            dir.display()
         )
-    })?;
+    };
+    let mut journal = Journal::load(dir).map_err(lost)?;
+    if journal == Journal::default() && has_generations(dir) {
+        return Err(lost(format!(
+            "{} has authorities but no journal naming them",
+            dir.display()
+        )));
+    }
     let load = |slot: Option<SlotRecord>| -> anyhow::Result<Option<(SlotRecord, K::Authority)>> {
         let Some(record) = slot else { return Ok(None) };
-        let loaded = kind.load(&generation_dir(dir, record.generation))?;
+        let generation = generation_dir(dir, record.generation);
+        if !generation.is_dir() {
+            return Err(lost(format!(
+                "the journal names {} but it is missing",
+                generation.display()
+            )));
+        }
+        let loaded = kind.load(&generation)?;
         Ok(loaded
             .filter(|authority| K::validity(authority).1 > now)
             .map(|authority| (record, authority)))
@@ -469,12 +515,35 @@ fn restore<K: AuthorityKind>(
         .with_context(|| format!("failed to write the journal in {}", dir.display()))?;
     remove_unnamed(dir, &journal);
 
+    let prepared = prepared.map(|(_, authority)| Arc::new(authority));
     Ok(Slots {
         journal,
         active: Arc::new(active),
-        prepared: prepared.map(|(_, authority)| Arc::new(authority)),
+        // A restored prepared authority was published no later than its creation.
+        prepared_since: prepared.as_ref().map(|prepared| K::validity(prepared).0),
+        prepared,
         old: old.map(|(_, authority)| Arc::new(authority)),
     })
+}
+
+/// Returns true when `dir` contains an authority directory.
+fn has_generations(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            let name = entry.file_name();
+            name.to_str()
+                .is_some_and(|name| name.parse::<u64>().is_ok())
+        })
+    })
+}
+
+/// Returns true when `authority` has more than a twelfth of its lifetime left at `now`.
+fn has_margin<K: AuthorityKind>(authority: &K::Authority, now: SystemTime) -> bool {
+    let (not_before, not_after) = K::validity(authority);
+    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    not_after
+        .duration_since(now)
+        .is_ok_and(|left| left > lifetime / 12)
 }
 
 /// Deletes authority directories the journal does not name: expired, replaced, or left by a

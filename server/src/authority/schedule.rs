@@ -17,6 +17,21 @@ pub(super) fn activation_time((not_before, not_after): (SystemTime, SystemTime))
     not_before + lifetime(not_before, not_after) * 5 / 6
 }
 
+/// Returns the earliest time an authority published at `published` may become active: after
+/// the usual third of a lifetime in the bundle, or after half of the active authority's remaining
+/// life when less is left (a server that was down through the preparation time), so agents
+/// have time to fetch the new root before anything it signed appears.
+pub(super) fn earliest_activation(
+    (not_before, not_after): (SystemTime, SystemTime),
+    published: SystemTime,
+) -> SystemTime {
+    let usual = activation_time((not_before, not_after))
+        .duration_since(preparation_time((not_before, not_after)))
+        .unwrap_or_default();
+    let remaining = not_after.duration_since(published).unwrap_or_default();
+    published + usual.min(remaining / 2)
+}
+
 /// Rotates the X.509 and JWT authorities on schedule and removes expired authorities from the
 /// bundle, until the task is dropped.
 pub async fn run_schedule<X: AuthorityKind, J: AuthorityKind>(
@@ -92,6 +107,20 @@ mod tests {
         assert_eq!(
             activation_time(validity),
             not_before + Duration::from_secs(500)
+        );
+    }
+
+    #[test]
+    fn late_preparation_delays_activation() {
+        let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let validity = (not_before, not_before + Duration::from_secs(600));
+        let on_time = not_before + Duration::from_secs(300);
+        let after_outage = not_before + Duration::from_secs(580);
+
+        assert!(earliest_activation(validity, on_time) <= activation_time(validity));
+        assert_eq!(
+            earliest_activation(validity, after_outage),
+            after_outage + Duration::from_secs(10)
         );
     }
 

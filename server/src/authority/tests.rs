@@ -30,27 +30,21 @@ impl Fixture {
     }
 
     async fn x509(&self) -> Rotation<X509Kind> {
-        let kind = X509Kind {
-            config: CaConfig {
-                trust_domain: trust_domain(),
-                dir: self.dir.path().to_owned(),
-                ca_ttl: TTL,
-                key_type: KeyType::EcP256,
-                upstream: None,
-            },
-        };
-        self.open(kind).await
+        self.open(x509_kind(self.dir.path())).await
     }
 
     async fn jwt(&self) -> Rotation<JwtKind> {
-        let kind = JwtKind {
-            trust_domain: trust_domain(),
-            issuer: None,
-            default_ttl: Duration::from_secs(300),
-            key_type: JwtKeyType::Es256,
-            key_ttl: TTL,
-        };
-        self.open(kind).await
+        self.open(jwt_kind()).await
+    }
+
+    async fn open_x509(&self) -> anyhow::Result<Rotation<X509Kind>> {
+        Rotation::open(
+            x509_kind(self.dir.path()),
+            self.dir.path(),
+            self.datastore.clone(),
+            self.changes.clone(),
+        )
+        .await
     }
 
     async fn open<K: AuthorityKind>(&self, kind: K) -> Rotation<K> {
@@ -71,6 +65,28 @@ impl Fixture {
             .into_iter()
             .map(|authority| authority.key_id)
             .collect()
+    }
+}
+
+fn x509_kind(dir: &std::path::Path) -> X509Kind {
+    X509Kind {
+        config: CaConfig {
+            trust_domain: trust_domain(),
+            dir: dir.to_owned(),
+            ca_ttl: TTL,
+            key_type: KeyType::EcP256,
+            upstream: None,
+        },
+    }
+}
+
+fn jwt_kind() -> JwtKind {
+    JwtKind {
+        trust_domain: trust_domain(),
+        issuer: None,
+        default_ttl: Duration::from_secs(300),
+        key_type: JwtKeyType::Es256,
+        key_ttl: TTL,
     }
 }
 
@@ -278,13 +294,7 @@ async fn damaged_journal_stops_the_start() {
     std::fs::write(&journal, "{").unwrap();
 
     let error = Rotation::open(
-        JwtKind {
-            trust_domain: trust_domain(),
-            issuer: None,
-            default_ttl: Duration::from_secs(300),
-            key_type: JwtKeyType::Es256,
-            key_ttl: TTL,
-        },
+        jwt_kind(),
         fixture.dir.path(),
         fixture.datastore.clone(),
         fixture.changes.clone(),
@@ -294,7 +304,7 @@ async fn damaged_journal_stops_the_start() {
 
     let message = format!("{error:#}");
     assert!(message.contains("journal.json"), "{message}");
-    assert!(message.contains("move the file aside"), "{message}");
+    assert!(message.contains("aside"), "{message}");
 }
 
 fn agent_signed_by(authority_id: &str) -> AttestedAgent {
@@ -323,4 +333,95 @@ async fn unnamed_authority_is_deleted() {
 
     assert_eq!(after, before);
     assert!(!orphan.exists());
+}
+
+#[tokio::test]
+async fn activation_waits_for_tainted_old_revoke() {
+    let fixture = Fixture::new().await;
+    let rotation = fixture.jwt().await;
+    let old = rotate(&rotation).await;
+    rotation.taint(&old).await.unwrap();
+    let prepared = rotation.prepare().await.unwrap();
+
+    let refused =
+        precondition_message(rotation.activate(&prepared.authority_id).await.unwrap_err());
+
+    assert!(refused.contains(&old), "{refused}");
+    assert!(refused.contains("revoke it first"), "{refused}");
+}
+
+#[tokio::test]
+async fn replaced_prepared_authority_leaves_bundle() {
+    let fixture = Fixture::new().await;
+    let rotation = fixture.jwt().await;
+    let first = rotation.prepare().await.unwrap();
+
+    let second = rotation.prepare().await.unwrap();
+
+    let key_ids = fixture.jwt_key_ids().await;
+    assert!(!key_ids.contains(&first.authority_id));
+    assert!(key_ids.contains(&second.authority_id));
+}
+
+#[tokio::test]
+async fn missing_journal_with_authorities_stops_start() {
+    let fixture = Fixture::new().await;
+    fixture.x509().await;
+    std::fs::remove_file(fixture.dir.path().join("authorities/x509/journal.json")).unwrap();
+
+    let error = fixture.open_x509().await.unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains("no journal"), "{message}");
+    assert!(fixture.dir.path().join("authorities/x509/0").exists());
+}
+
+#[tokio::test]
+async fn missing_key_file_stops_start() {
+    let fixture = Fixture::new().await;
+    fixture.x509().await;
+    let key = fixture.dir.path().join("authorities/x509/0/ca-key.pem");
+    std::fs::remove_file(&key).unwrap();
+
+    let error = fixture.open_x509().await.unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains("ca-key.pem is missing"), "{message}");
+}
+
+#[tokio::test]
+async fn shared_jwt_key_file_stops_start() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let fixture = Fixture::new().await;
+    fixture.jwt().await;
+    let key = fixture.dir.path().join("authorities/jwt/0/jwt-key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let error = Rotation::open(
+        jwt_kind(),
+        fixture.dir.path(),
+        fixture.datastore.clone(),
+        fixture.changes.clone(),
+    )
+    .await
+    .unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains("chmod 600"), "{message}");
+}
+
+#[tokio::test]
+async fn server_identity_ca_is_the_established_one() {
+    let fixture = Fixture::new().await;
+    let rotation = fixture.x509().await;
+    let old = rotate(&rotation).await;
+    let active = rotation.status().await.active;
+    let now = SystemTime::now();
+
+    let early = rotation.established(now).await;
+    let late = rotation.established(now + TTL - TTL / 20).await;
+
+    assert_eq!(early.authority_id(), old);
+    assert_eq!(late.authority_id(), active.authority_id);
 }

@@ -4,8 +4,6 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use signet_core::ids::redacted_agent_id;
-use spiffe::SpiffeId;
 
 use super::AuthorityKind;
 use crate::ca::{CaConfig, CertificateAuthority};
@@ -42,6 +40,7 @@ impl AuthorityKind for X509Kind {
     }
 
     fn load(&self, dir: &Path) -> anyhow::Result<Option<CertificateAuthority>> {
+        super::require_files(dir, &["ca-key.pem", "ca-cert.pem"])?;
         Ok(CertificateAuthority::load(&self.config_in(dir))?)
     }
 
@@ -110,9 +109,9 @@ impl AuthorityKind for X509Kind {
             .agents_signed_by(authority.authority_id(), now)
             .await
             .context("failed to list the agents")?;
+        // The full agent ID, because operators pass it to `agent evict`; the join token in it
+        // is used up once the agent attested.
         Ok(agents.first().map(|first| {
-            let first =
-                SpiffeId::new(first).map_or_else(|_| first.clone(), |id| redacted_agent_id(&id));
             format!(
                 "{} agent(s) still hold an X509-SVID it signed (for example {first}); agents \
                  replace it within seconds of the taint while they reach the server, so retry \

@@ -1,7 +1,6 @@
 //! CA key types: generation, and loading and saving private keys as PEM.
 
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -143,19 +142,18 @@ pub(crate) fn load_key_pem(path: &Path) -> Result<KeyPair, CaError> {
 
 /// Rejects a key file that group or others may access, as OpenSSH does for private keys.
 fn check_key_file_mode(path: &Path) -> Result<(), CaError> {
-    let metadata = std::fs::metadata(path).map_err(|source| CaError::Io {
+    let shared = signet_core::fs::shared_mode(path).map_err(|source| CaError::Io {
         action: "read",
         path: path.to_owned(),
         source,
     })?;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(CaError::KeyFileMode {
+    match shared {
+        Some(mode) => Err(CaError::KeyFileMode {
             path: path.to_owned(),
             mode,
-        });
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Generates an RSA-2048 key with the `rsa` crate, because ring signs with RSA keys but cannot
@@ -219,6 +217,8 @@ const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34")
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

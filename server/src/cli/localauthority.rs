@@ -73,29 +73,16 @@ pub(super) async fn execute(command: LocalAuthorityCommand) -> anyhow::Result<()
         LocalAuthorityCommand::X509(command) => (Kind::X509, command),
         LocalAuthorityCommand::Jwt(command) => (Kind::Jwt, command),
     };
-    match command {
-        AuthorityCommand::Show(common) => show(kind, &common).await,
-        AuthorityCommand::Prepare(common) => {
-            let client = connect(&common).await?;
-            let state = prepare(kind, client).await;
-            print_state(kind, Change::Prepare, state, &common)
-        }
-        AuthorityCommand::Activate(args) => {
-            let client = connect(&args.common).await?;
-            let state = activate(kind, client, args.authority_id).await;
-            print_state(kind, Change::Activate, state, &args.common)
-        }
-        AuthorityCommand::Taint(args) => {
-            let client = connect(&args.common).await?;
-            let state = taint(kind, client, args.authority_id).await;
-            print_state(kind, Change::Taint, state, &args.common)
-        }
-        AuthorityCommand::Revoke(args) => {
-            let client = connect(&args.common).await?;
-            let state = revoke(kind, client, args.authority_id).await;
-            print_state(kind, Change::Revoke, state, &args.common)
-        }
-    }
+    let (change, authority_id, common) = match command {
+        AuthorityCommand::Show(common) => return show(kind, &common).await,
+        AuthorityCommand::Prepare(common) => (Change::Prepare, String::new(), common),
+        AuthorityCommand::Activate(args) => (Change::Activate, args.authority_id, args.common),
+        AuthorityCommand::Taint(args) => (Change::Taint, args.authority_id, args.common),
+        AuthorityCommand::Revoke(args) => (Change::Revoke, args.authority_id, args.common),
+    };
+    let client = connect(&common).await?;
+    let state = request(kind, change, client, authority_id).await;
+    print_state(kind, change, state, &common)
 }
 
 type Client = LocalAuthorityClient<Channel>;
@@ -148,9 +135,16 @@ async fn show(kind: Kind, common: &CommonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn prepare(kind: Kind, mut client: Client) -> Result<Option<AuthorityState>, Status> {
-    Ok(match kind {
-        Kind::X509 => {
+/// Sends one change to the server and returns the authority it applied to. `authority_id` is
+/// ignored by `prepare`.
+async fn request(
+    kind: Kind,
+    change: Change,
+    mut client: Client,
+    authority_id: String,
+) -> Result<Option<AuthorityState>, Status> {
+    Ok(match (kind, change) {
+        (Kind::X509, Change::Prepare) => {
             let request = PrepareX509AuthorityRequest {};
             client
                 .prepare_x509_authority(request)
@@ -158,24 +152,7 @@ async fn prepare(kind: Kind, mut client: Client) -> Result<Option<AuthorityState
                 .into_inner()
                 .prepared_authority
         }
-        Kind::Jwt => {
-            let request = PrepareJwtAuthorityRequest {};
-            client
-                .prepare_jwt_authority(request)
-                .await?
-                .into_inner()
-                .prepared_authority
-        }
-    })
-}
-
-async fn activate(
-    kind: Kind,
-    mut client: Client,
-    authority_id: String,
-) -> Result<Option<AuthorityState>, Status> {
-    Ok(match kind {
-        Kind::X509 => {
+        (Kind::X509, Change::Activate) => {
             let request = ActivateX509AuthorityRequest { authority_id };
             client
                 .activate_x509_authority(request)
@@ -183,24 +160,7 @@ async fn activate(
                 .into_inner()
                 .activated_authority
         }
-        Kind::Jwt => {
-            let request = ActivateJwtAuthorityRequest { authority_id };
-            client
-                .activate_jwt_authority(request)
-                .await?
-                .into_inner()
-                .activated_authority
-        }
-    })
-}
-
-async fn taint(
-    kind: Kind,
-    mut client: Client,
-    authority_id: String,
-) -> Result<Option<AuthorityState>, Status> {
-    Ok(match kind {
-        Kind::X509 => {
+        (Kind::X509, Change::Taint) => {
             let request = TaintX509AuthorityRequest { authority_id };
             client
                 .taint_x509_authority(request)
@@ -208,24 +168,7 @@ async fn taint(
                 .into_inner()
                 .tainted_authority
         }
-        Kind::Jwt => {
-            let request = TaintJwtAuthorityRequest { authority_id };
-            client
-                .taint_jwt_authority(request)
-                .await?
-                .into_inner()
-                .tainted_authority
-        }
-    })
-}
-
-async fn revoke(
-    kind: Kind,
-    mut client: Client,
-    authority_id: String,
-) -> Result<Option<AuthorityState>, Status> {
-    Ok(match kind {
-        Kind::X509 => {
+        (Kind::X509, Change::Revoke) => {
             let request = RevokeX509AuthorityRequest { authority_id };
             client
                 .revoke_x509_authority(request)
@@ -233,7 +176,31 @@ async fn revoke(
                 .into_inner()
                 .revoked_authority
         }
-        Kind::Jwt => {
+        (Kind::Jwt, Change::Prepare) => {
+            let request = PrepareJwtAuthorityRequest {};
+            client
+                .prepare_jwt_authority(request)
+                .await?
+                .into_inner()
+                .prepared_authority
+        }
+        (Kind::Jwt, Change::Activate) => {
+            let request = ActivateJwtAuthorityRequest { authority_id };
+            client
+                .activate_jwt_authority(request)
+                .await?
+                .into_inner()
+                .activated_authority
+        }
+        (Kind::Jwt, Change::Taint) => {
+            let request = TaintJwtAuthorityRequest { authority_id };
+            client
+                .taint_jwt_authority(request)
+                .await?
+                .into_inner()
+                .tainted_authority
+        }
+        (Kind::Jwt, Change::Revoke) => {
             let request = RevokeJwtAuthorityRequest { authority_id };
             client
                 .revoke_jwt_authority(request)
@@ -263,12 +230,24 @@ fn print_state(
             kind.name(),
             text(&state)
         )?,
-        OutputFormat::Json => print_json(&json(&state))?,
+        OutputFormat::Json => {
+            print_json(&serde_json::json!({ change.json_field(): json(&state) }))?
+        }
     }
     Ok(())
 }
 
 impl Change {
+    /// Returns the response field SPIRE's API names the changed authority by.
+    fn json_field(self) -> &'static str {
+        match self {
+            Self::Prepare => "prepared_authority",
+            Self::Activate => "activated_authority",
+            Self::Taint => "tainted_authority",
+            Self::Revoke => "revoked_authority",
+        }
+    }
+
     /// Returns the verb for errors and the past participle for output.
     fn words(self) -> (&'static str, &'static str) {
         match self {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 pub use admin::{bind_admin_socket, serve_admin_api};
 pub use agent::serve_agent_api;
-pub use tls::{SERVER_IDENTITY_TTL, TlsSettings, rotate_server_identity};
+pub use tls::{SERVER_IDENTITY_TTL, TlsSettings, rotate_server_identity, server_ca};
 
 /// Error that keeps an endpoint from starting.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::EndpointError;
 use crate::api::ServerState;
-use crate::ca::ServerIdentity;
+use crate::ca::{CertificateAuthority, ServerIdentity};
 
 /// Lifetime of the server's own X509-SVID; it is renewed at half of it.
 pub const SERVER_IDENTITY_TTL: Duration = Duration::from_secs(3600);
@@ -103,11 +103,19 @@ pub async fn rotate_server_identity(
 }
 
 async fn renew(state: &ServerState, tls: &TlsSettings) -> anyhow::Result<SystemTime> {
-    let identity = state.ca().issue_server_identity(SERVER_IDENTITY_TTL)?;
+    let identity = server_ca(state)
+        .await
+        .issue_server_identity(SERVER_IDENTITY_TTL)?;
     let expires_at = identity.expires_at;
     let bundle = state.datastore.bundle().await?;
     tls.update(identity, &bundle.authorities)?;
     Ok(expires_at)
+}
+
+/// Returns the CA that signs the server's own X509-SVID: the one agents have trusted longest
+/// (see [`crate::authority::Rotation::established`]).
+pub async fn server_ca(state: &ServerState) -> Arc<CertificateAuthority> {
+    state.x509_authorities.established(SystemTime::now()).await
 }
 
 /// Returns how long to wait before renewing a certificate that expires at `expires_at`: half of

@@ -34,6 +34,18 @@ pub enum JwtError {
         source: io::Error,
     },
 
+    /// Group or others have permissions on a key file.
+    #[error(
+        "JWT signing key file {path} has mode {mode:o}, so other users may read it: run \
+         `chmod 600 {path}`"
+    )]
+    KeyFileMode {
+        /// The key file.
+        path: PathBuf,
+        /// The file's permission bits.
+        mode: u32,
+    },
+
     /// The key has passed its notAfter time, so no token it signs would be valid.
     #[error(
         "the JWT signing key {key_id} expired at {expired_at}; restart the server to create a new key"

@@ -55,7 +55,7 @@ impl JwtSigningKey {
         key_type: JwtKeyType,
         ttl: Duration,
     ) -> Result<Self, JwtError> {
-        match Self::load(dir, key_type) {
+        match Self::load(dir, key_type)? {
             Some(key) => Ok(key),
             None => Self::create(dir, key_type, ttl),
         }
@@ -63,21 +63,27 @@ impl JwtSigningKey {
 
     /// Loads the key stored in `dir`, or returns `None` when there is none or it is of another
     /// type, damaged or expired (the reason is logged).
-    pub fn load(dir: &Path, key_type: JwtKeyType) -> Option<Self> {
+    ///
+    /// # Errors
+    ///
+    /// [`JwtError::KeyFileMode`] when other users may access the key file, [`JwtError::Io`] when
+    /// its mode cannot be read.
+    pub fn load(dir: &Path, key_type: JwtKeyType) -> Result<Option<Self>, JwtError> {
         let files = KeyFiles::new(dir);
+        files.check_mode()?;
         match files.load(key_type) {
             Ok(Some(key)) => {
                 tracing::info!(key_id = %key.key_id, path = %files.key_path.display(), "Loaded JWT signing key");
-                Some(key)
+                Ok(Some(key))
             }
-            Ok(None) => None,
+            Ok(None) => Ok(None),
             Err(reason) => {
                 tracing::warn!(
                     path = %files.key_path.display(),
                     reason = %reason,
                     "Stored JWT signing key is not usable"
                 );
-                None
+                Ok(None)
             }
         }
     }
@@ -305,6 +311,23 @@ impl KeyFiles {
             key_type,
             (not_before, not_after),
         )))
+    }
+
+    /// Rejects a key file that group or others may access; a missing file passes.
+    fn check_mode(&self) -> Result<(), JwtError> {
+        match signet_core::fs::shared_mode(&self.key_path) {
+            Ok(Some(mode)) => Err(JwtError::KeyFileMode {
+                path: self.key_path.clone(),
+                mode,
+            }),
+            Ok(None) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(JwtError::Io {
+                action: "read",
+                path: self.key_path.clone(),
+                source,
+            }),
+        }
     }
 
     /// Writes the key (mode 0600) before its metadata, so metadata on disk always has its key.
