@@ -45,13 +45,18 @@ fn main() -> ExitCode {
 }
 
 /// Joins an error and its causes with ": ", leaving out a cause whose text the previous message
-/// already contains (the spiffe crate repeats its sources in its messages).
+/// already contains (the spiffe crate repeats its sources in its messages). A gRPC status counts
+/// as its message, because its Display adds the code to a message the spiffe crate already shows.
 fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     let mut previous = String::new();
     for cause in error.chain() {
         let text = cause.to_string();
-        if previous.contains(&text) {
+        let repeated = match cause.downcast_ref::<tonic::Status>() {
+            Some(status) => previous.contains(status.message()),
+            None => previous.contains(&text),
+        };
+        if repeated {
             continue;
         }
         if !line.is_empty() {

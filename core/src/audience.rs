@@ -1,6 +1,8 @@
 //! Limits on JWT-SVID audiences, shared by the server that signs tokens and the agent that requests
 //! them, so a request that no verifier could accept is rejected before anything is signed.
 
+use std::collections::BTreeSet;
+
 /// Maximum number of audiences in one JWT-SVID. The `spiffe` crate 0.19 rejects a token whose
 /// `aud` has more entries (`MAX_JWT_AUDIENCE_COUNT` in its `svid/jwt` module), so a larger token
 /// would be signed but unusable by its clients.
@@ -59,6 +61,13 @@ pub fn check_audience(audience: &[String]) -> Result<(), AudienceError> {
     }
 }
 
+/// Returns `audience` sorted with each value once, the `aud` of every JWT-SVID, so a request
+/// names the same token whatever the order and repetition of its audiences.
+pub fn normalize_audience(audience: &[String]) -> Vec<String> {
+    let unique: BTreeSet<&String> = audience.iter().collect();
+    unique.into_iter().cloned().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +110,11 @@ mod tests {
                 max: 2048
             })
         );
+    }
+
+    #[test]
+    fn normalized_audience_is_sorted_and_unique() {
+        let audience = ["b", "a", "a", "c", "b"].map(str::to_owned);
+        assert_eq!(normalize_audience(&audience), ["a", "b", "c"]);
     }
 }

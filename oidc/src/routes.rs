@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::discovery::DiscoveryDocument;
-use crate::domain::DomainAllowList;
+use crate::domain::{DomainAllowList, RequestHostError, request_host};
 use signet_core::provider_url::DISCOVERY_SUFFIX;
 
 /// Time clients may cache the discovery document, which changes only with the configuration.
@@ -59,30 +59,29 @@ impl Site {
 
     /// Builds the response to `request`, whatever its body.
     pub fn respond<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
-        // An absolute-form request target takes precedence over `Host` (RFC 9112 section 3.2.2).
-        let host = request
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str())
-            .or_else(|| {
-                request
-                    .headers()
-                    .get(HOST)
-                    .and_then(|value| value.to_str().ok())
-            });
-        let response = self.route(request.method(), request.uri().path(), host);
+        let host = request_host(request);
+        let response = self.route(request.method(), request.uri().path(), &host);
         tracing::debug!(
             method = %request.method(),
             path = request.uri().path(),
-            host,
+            host = ?host,
             status = response.status().as_u16(),
             "Request"
         );
         response
     }
 
-    fn route(&self, method: &Method, path: &str, host: Option<&str>) -> Response<Full<Bytes>> {
-        if !self.domains.is_allowed(host) {
+    fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        host: &Result<String, RequestHostError>,
+    ) -> Response<Full<Bytes>> {
+        let host = match host {
+            Ok(host) => host,
+            Err(error) => return text(StatusCode::BAD_REQUEST, &format!("{error}\n")),
+        };
+        if !self.domains.contains(host) {
             return text(StatusCode::NOT_FOUND, "domain not served here\n");
         }
         let is_discovery = path == self.discovery_path;
@@ -130,8 +129,8 @@ fn json(body: Bytes, cache_control: HeaderValue) -> Response<Full<Bytes>> {
     response
 }
 
-fn text(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(message.as_bytes())));
+fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(message.to_owned())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(

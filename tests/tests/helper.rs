@@ -120,6 +120,38 @@ async fn one_shot_writes_verifiable_files() {
 }
 
 #[tokio::test]
+async fn one_shot_fails_when_notify_fails() {
+    let deployment = Deployment::start().await.unwrap();
+    deployment.fetch_x509_context().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_dir = dir.path().join("certs").display().to_string();
+    let pid_file = dir.path().join("missing.pid").display().to_string();
+
+    let output = deployment
+        .agent
+        .cli(&[
+            "helper",
+            "--one-shot",
+            "--cert-dir",
+            &cert_dir,
+            "--pid-file-name",
+            &pid_file,
+            "--renew-signal",
+            "SIGHUP",
+            "--cmd",
+            "false",
+        ])
+        .await
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("SIGHUP"), "{stderr}");
+    assert!(stderr.contains(&pid_file), "{stderr}");
+    assert!(stderr.contains("the command false failed"), "{stderr}");
+}
+
+#[tokio::test]
 async fn daemon_reruns_command_after_rotation() {
     let deployment = Deployment::start_with_ttl(Some(SHORT_SVID_TTL_SECS))
         .await

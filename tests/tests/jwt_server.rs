@@ -99,9 +99,40 @@ async fn jwt_svid_audience_and_keys_are_enforced() {
     );
     assert!(without_keys.is_err(), "a token verified without JWT keys");
     let claims = decode_part(&token, 1);
-    assert_eq!(claims["aud"], json!(["db", "cache"]));
+    assert_eq!(claims["aud"], json!(["cache", "db"]));
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert_eq!(lifetime, 300, "default JWT-SVID TTL");
+}
+
+#[tokio::test]
+async fn jwt_mint_sorts_and_deduplicates_audience() {
+    let server = Server::start().await.unwrap();
+
+    let token = mint(
+        &server,
+        &["--audience", "b", "--audience", "a", "--audience", "a"],
+    )
+    .await;
+
+    assert_eq!(decode_part(&token, 1)["aud"], json!(["a", "b"]));
+}
+
+#[tokio::test]
+async fn ttl_cut_to_key_expiry_warns_once() {
+    let server = Server::start_with(ServerOptions {
+        extra_args: vec!["--ca-ttl".to_owned(), "10m".to_owned()],
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+
+    for _ in 0..2 {
+        mint(&server, &["--audience", "db", "--ttl", "1h"]).await;
+    }
+
+    let log = server.log();
+    let warnings = log.matches("JWT-SVID TTL cut to the signing key's expiry; request a shorter");
+    assert_eq!(warnings.count(), 1, "{log}");
 }
 
 #[tokio::test]

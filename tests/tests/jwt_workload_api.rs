@@ -1,9 +1,10 @@
 //! JWT-SVIDs through the Workload API, as rust-spiffe, py-spiffe and the agent CLI see them:
 //! tokens signed by the real server, bundles from FetchJWTBundles, validation by the agent.
 
+use anyhow::Context as _;
 use signet_e2e::python::{self, Script};
-use signet_e2e::workload;
 use signet_e2e::{Deployment, ServerOptions, TRUST_DOMAIN};
+use signet_e2e::{binaries, workload};
 use spiffe::{JwtSvid, SpiffeId, TrustDomain, WorkloadApiError};
 
 const AUDIENCE: &str = "spiffe://example.org/db";
@@ -279,4 +280,83 @@ async fn cli_fetches_and_validates_jwt_svid() {
         "{}",
         signet_e2e::cli::printed(&invalid)
     );
+}
+
+#[tokio::test]
+async fn cli_prints_invalid_argument_message_once() {
+    let deployment = start().await.unwrap();
+
+    let output = deployment
+        .agent
+        .cli(&["api", "fetch", "jwt", "--audience", ""])
+        .await
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("invalid_argument"), "{stderr}");
+    assert_eq!(
+        stderr.matches("audience must be specified").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+/// Runs `api validate jwt` for `AUDIENCE` with `svid_args`, writing `stdin` to its standard input.
+async fn validate_with(
+    deployment: &Deployment,
+    svid_args: &[&str],
+    stdin: &str,
+) -> anyhow::Result<std::process::Output> {
+    use tokio::io::AsyncWriteExt as _;
+
+    let mut command = tokio::process::Command::new(binaries::path(binaries::AGENT)?);
+    command
+        .args(["api", "validate", "jwt", "--audience", AUDIENCE])
+        .args(svid_args)
+        .arg("--socket-path")
+        .arg(deployment.agent.socket_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn()?;
+    let mut input = child.stdin.take().context("no stdin pipe")?;
+    input.write_all(stdin.as_bytes()).await?;
+    drop(input);
+    Ok(child.wait_with_output().await?)
+}
+
+#[tokio::test]
+async fn cli_validates_token_from_stdin_and_file() {
+    let deployment = start().await.unwrap();
+    let client = workload::connect(&deployment.agent.endpoint())
+        .await
+        .unwrap();
+    let token = client
+        .fetch_jwt_svid([AUDIENCE], None)
+        .await
+        .unwrap()
+        .token()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_path = token_file.display().to_string();
+
+    let from_stdin = validate_with(&deployment, &["--svid", "-"], &format!("{token}\n"))
+        .await
+        .unwrap();
+    let from_file = validate_with(&deployment, &["--svid-file", &token_path], "")
+        .await
+        .unwrap();
+
+    for (source, output) in [("stdin", from_stdin), ("file", from_file)] {
+        let printed = signet_e2e::cli::printed(&output);
+        assert!(output.status.success(), "{source}: {printed}");
+        assert!(
+            printed.contains(&deployment.workload_id),
+            "{source}: {printed}"
+        );
+        assert!(!printed.contains(&token), "{source} printed the token");
+    }
 }

@@ -116,6 +116,29 @@ async fn unlisted_domain_gets_not_found() {
 }
 
 #[tokio::test]
+async fn invalid_host_gets_bad_request() {
+    let (_server, provider) = start_http().await.unwrap();
+
+    for (headers, message) in [
+        (
+            "Host: 127.0.0.1\r\nHost: evil.example\r\n",
+            "more than one Host header",
+        ),
+        (
+            "Host: user@127.0.0.1\r\n",
+            "invalid host: expected host[:port]",
+        ),
+    ] {
+        let response = provider.raw_get("/keys", headers).await.unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 400 "),
+            "{headers:?}: {response}"
+        );
+        assert!(response.ends_with(message), "{headers:?}: {response}");
+    }
+}
+
+#[tokio::test]
 async fn jwt_svid_verified_with_pyjwt() {
     // RSA keys have no `alg` in the JWKS, and a PyJWK then takes RS256, so PS256 tokens only
     // verify with the bare key.
@@ -326,6 +349,21 @@ impl Provider {
             "http"
         };
         format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends a plain-HTTP GET for `path` with the raw `headers` lines and returns the whole
+    /// response, so a test can send requests that HTTP clients reject.
+    async fn raw_get(&self, path: &str, headers: &str) -> anyhow::Result<String> {
+        let address = ("127.0.0.1", self.port);
+        let request = format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n");
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(address)?;
+            stream.write_all(request.as_bytes())?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response.trim_end().to_owned())
+        })
+        .await?
     }
 
     /// Fetches `url` with Python's HTTP client, optionally with another Host header.

@@ -2,6 +2,7 @@
 //! JWT bundles through the Workload API.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -9,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use signet_core::ids::parse_spiffe_id;
 use spiffe::{JwtBundleSet, JwtSvid};
+use zeroize::Zeroizing;
 
 use super::{FetchJwtArgs, FetchJwtBundleArgs, OutputFormat, ValidateJwtArgs, connect, describe};
 
@@ -75,13 +77,37 @@ pub(super) async fn fetch_bundles(args: &FetchJwtBundleArgs) -> anyhow::Result<(
     Ok(())
 }
 
+/// Returns the token of `validate jwt` from --svid, standard input (`--svid -`) or --svid-file,
+/// without surrounding blanks.
+pub(super) fn read_token(args: &ValidateJwtArgs) -> anyhow::Result<Zeroizing<String>> {
+    let text = match (&args.svid, &args.svid_file) {
+        (Some(svid), _) if svid == "-" => {
+            let mut text = Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the JWT-SVID from standard input failed")?;
+            text
+        }
+        (Some(svid), _) => Zeroizing::new(svid.clone()),
+        (None, Some(path)) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the JWT-SVID from {} failed", path.display()))?,
+        ),
+        (None, None) => anyhow::bail!("give the JWT-SVID with --svid or --svid-file"),
+    };
+    let token = text.trim();
+    anyhow::ensure!(!token.is_empty(), "the JWT-SVID is empty");
+    Ok(Zeroizing::new(token.to_owned()))
+}
+
 /// Has the agent validate a JWT-SVID and prints its SPIFFE ID and claims. An invalid token is
 /// an error, so the command exits with status 1.
 pub(super) async fn validate(args: &ValidateJwtArgs) -> anyhow::Result<()> {
+    let token = read_token(args)?;
     let endpoint = args.endpoint.endpoint()?;
     let client = connect(&endpoint).await?;
     let svid = client
-        .validate_jwt_token(&args.audience, &args.svid)
+        .validate_jwt_token(&args.audience, &token)
         .await
         .with_context(|| {
             format!(
@@ -92,7 +118,7 @@ pub(super) async fn validate(args: &ValidateJwtArgs) -> anyhow::Result<()> {
         })?;
     // The agent verified the signature, so reading the payload without verifying it again is
     // safe here.
-    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(&args.svid)
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token.as_str())
         .context("the JWT-SVID payload is not JSON")?;
 
     match args.output {

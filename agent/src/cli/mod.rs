@@ -134,9 +134,14 @@ pub struct ValidateJwtArgs {
     /// Audience the token must contain in its `aud` claim.
     #[arg(long, value_name = "AUDIENCE")]
     pub audience: String,
-    /// The JWT-SVID in JWS compact serialization.
-    #[arg(long, value_name = "TOKEN")]
-    pub svid: String,
+    /// The JWT-SVID in JWS compact serialization, or `-` to read it from standard input. A
+    /// token on the command line is visible to other users in the process list, so prefer `-`
+    /// or --svid-file.
+    #[arg(long, value_name = "TOKEN", required_unless_present = "svid_file")]
+    pub svid: Option<String>,
+    /// File that contains the JWT-SVID. Blanks around the token are ignored.
+    #[arg(long, value_name = "PATH", conflicts_with = "svid")]
+    pub svid_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

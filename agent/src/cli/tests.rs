@@ -207,7 +207,35 @@ fn parses_validate_jwt() {
         panic!("unexpected command {:?}", cli.command);
     };
     assert_eq!(args.audience, "db");
-    assert_eq!(args.svid, "a.b.c");
+    assert_eq!(args.svid.as_deref(), Some("a.b.c"));
+}
+
+#[test]
+fn validate_jwt_takes_token_from_file_or_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    fs::write(&path, "a.b.c\n").unwrap();
+    let parse = |svid: &[&str]| {
+        let mut line = vec!["signet-agent", "api", "validate", "jwt", "--audience", "db"];
+        line.extend_from_slice(svid);
+        Cli::try_parse_from(line)
+    };
+
+    let Command::Api(ApiCommand::Validate(ValidateCommand::Jwt(args))) =
+        parse(&["--svid-file", path.to_str().unwrap()])
+            .unwrap()
+            .command
+    else {
+        panic!("unexpected command");
+    };
+    assert_eq!(jwt::read_token(&args).unwrap().as_str(), "a.b.c");
+
+    assert!(parse(&[]).is_err(), "no token accepted");
+    assert!(
+        parse(&["--svid", "-", "--svid-file", "x"]).is_err(),
+        "two token sources accepted"
+    );
+    assert!(parse(&["--svid", "-"]).is_ok());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -242,7 +270,8 @@ async fn fetch_and_validate_jwt_through_agent() {
     let validate = |svid: String, audience: &str| ValidateJwtArgs {
         endpoint: endpoint_args(&server.socket_path),
         audience: audience.to_owned(),
-        svid,
+        svid: Some(svid),
+        svid_file: None,
         output: OutputFormat::Human,
     };
     let token = signer

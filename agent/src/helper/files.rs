@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -145,11 +145,26 @@ pub fn create_cert_dir(files: &FilePlan) -> anyhow::Result<()> {
 ///
 /// On the first write that fails; files written before it stay.
 pub fn write_all(planned: &[PlannedFile]) -> anyhow::Result<()> {
-    for file in planned {
+    for file in planned.iter().filter(|file| !is_current(file)) {
         write_atomic(&file.path, file.contents.as_bytes(), file.mode)
             .with_context(|| format!("writing {} failed", file.path.display()))?;
     }
     Ok(())
+}
+
+/// Returns true when the file already has the planned contents and mode, so rewriting it would
+/// only wake software that watches its modification time.
+fn is_current(file: &PlannedFile) -> bool {
+    let Ok(metadata) = std::fs::metadata(&file.path) else {
+        return false;
+    };
+    let same_mode = metadata.permissions().mode() & 0o7777 == file.mode;
+    let same_size = usize::try_from(metadata.len()).is_ok_and(|len| len == file.contents.len());
+    same_mode
+        && same_size
+        && std::fs::read(&file.path)
+            .map(Zeroizing::new)
+            .is_ok_and(|existing| existing.as_slice() == file.contents.as_bytes())
 }
 
 fn public<D: AsRef<[u8]>>(path: PathBuf, certificates: &[D], mode: u32) -> PlannedFile {
@@ -174,7 +189,7 @@ fn to_der(certificates: &[Certificate]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use std::fs::{self, Permissions};
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::Path;
 
     use super::*;
@@ -248,6 +263,27 @@ mod tests {
         let key = pem::parse(fs::read(&files.key_file).unwrap()).unwrap();
         assert_eq!(key.tag(), "PRIVATE KEY");
         assert_eq!(key.contents(), b"key");
+    }
+
+    #[test]
+    fn unchanged_files_are_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = file_plan(dir.path());
+        write_all(&plan(&files, &material())).unwrap();
+        let inode = |path: &Path| fs::metadata(path).unwrap().ino();
+        let before = inode(&files.svid_file);
+
+        write_all(&plan(&files, &material())).unwrap();
+        assert_eq!(inode(&files.svid_file), before, "unchanged file rewritten");
+
+        let mut changed = material();
+        changed.chain = vec![b"new-leaf".to_vec()];
+        write_all(&plan(&files, &changed)).unwrap();
+        assert_ne!(
+            inode(&files.svid_file),
+            before,
+            "changed file not rewritten"
+        );
     }
 
     #[test]

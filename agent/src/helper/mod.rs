@@ -28,8 +28,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 ///
 /// # Errors
 ///
-/// In one-shot mode, when the agent cannot be reached or the files cannot be written. In daemon
-/// mode, when the cert_dir cannot be created.
+/// In one-shot mode, when the agent cannot be reached, the files cannot be written, or the
+/// signal or command after the write fails. In daemon mode, when the cert_dir cannot be created.
 pub async fn run(config: HelperConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     files::create_cert_dir(&config.files)?;
     if !config.daemon_mode {
@@ -111,8 +111,9 @@ async fn update(config: &HelperConfig, context: &X509Context) -> anyhow::Result<
         cert_dir = %config.files.cert_dir.display(),
         "Wrote the X509-SVID files"
     );
-    notify::notify(&config.notify).await;
-    Ok(())
+    notify::notify(&config.notify)
+        .await
+        .context("notifying after the update failed")
 }
 
 async fn connect(config: &HelperConfig) -> anyhow::Result<WorkloadApiClient> {

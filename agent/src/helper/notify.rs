@@ -1,5 +1,5 @@
 //! Actions after each update: a signal to the process named by a PID file, and a command.
-//! Failures are logged and never stop the helper.
+//! Failures are returned. One-shot mode exits with them, and daemon mode logs them and goes on.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -49,63 +49,73 @@ pub fn parse_pid(contents: &str) -> Result<Pid, String> {
     }
 }
 
-/// Sends the signal and runs the command that `notify` names, logging any failure at warn.
-pub async fn notify(notify: &NotifyConfig) {
-    if let Some((pid_file, signal)) = &notify.signal {
-        signal_pid_file(pid_file, *signal);
+/// Sends the signal and runs the command that `notify` names. The command runs even when the
+/// signal fails.
+///
+/// # Errors
+///
+/// A message naming the signal, the command or both when they failed.
+pub async fn notify(notify: &NotifyConfig) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    if let Some((pid_file, signal)) = &notify.signal
+        && let Err(error) = signal_pid_file(pid_file, *signal)
+    {
+        failures.push(error);
     }
-    if let Some((program, args)) = &notify.command {
-        run_command(program, args, COMMAND_TIMEOUT).await;
+    if let Some((program, args)) = &notify.command
+        && let Err(error) = run_command(program, args, COMMAND_TIMEOUT).await
+    {
+        failures.push(error);
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(failures.join("; ")))
     }
 }
 
-fn signal_pid_file(pid_file: &Path, signal: Signal) {
-    let contents = match std::fs::read_to_string(pid_file) {
-        Ok(contents) => contents,
-        Err(error) => {
-            tracing::warn!(pid_file = %pid_file.display(), %error, "Cannot read the PID file; no signal sent");
-            return;
-        }
+fn signal_pid_file(pid_file: &Path, signal: Signal) -> Result<(), String> {
+    let not_sent = |reason: String| {
+        format!(
+            "{} not sent to the process in {}: {reason}",
+            signal.as_str(),
+            pid_file.display()
+        )
     };
-    let pid = match parse_pid(&contents) {
-        Ok(pid) => pid,
-        Err(error) => {
-            tracing::warn!(pid_file = %pid_file.display(), %error, "Invalid PID file; no signal sent");
-            return;
-        }
-    };
-    match kill(pid, signal) {
-        Ok(()) => tracing::info!(%pid, signal = signal.as_str(), "Signalled the process"),
-        Err(error) => {
-            tracing::warn!(%pid, signal = signal.as_str(), %error, "Failed to signal the process");
-        }
-    }
+    let contents = std::fs::read_to_string(pid_file)
+        .map_err(|error| not_sent(format!("cannot read the PID file: {error}")))?;
+    let pid =
+        parse_pid(&contents).map_err(|error| not_sent(format!("invalid PID file: {error}")))?;
+    kill(pid, signal).map_err(|error| not_sent(format!("kill({pid}) failed: {error}")))?;
+    tracing::info!(%pid, signal = signal.as_str(), "Signalled the process");
+    Ok(())
 }
 
 /// Runs `program` with `args`, waits at most `timeout`, and kills it when that runs out.
-pub async fn run_command(program: &str, args: &[String], timeout: Duration) {
+///
+/// # Errors
+///
+/// A message naming `program` when it cannot start, exits unsuccessfully or times out.
+pub async fn run_command(program: &str, args: &[String], timeout: Duration) -> Result<(), String> {
     let mut command = Command::new(program);
     command.args(args).stdin(Stdio::null()).kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            tracing::warn!(program, %error, "Failed to start the command");
-            return;
-        }
-    };
+    let mut child = command
+        .spawn()
+        .map_err(|error| format!("failed to start the command {program}: {error}"))?;
     match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) if status.success() => tracing::info!(program, "The command succeeded"),
-        Ok(Ok(status)) => tracing::warn!(program, %status, "The command failed"),
-        Ok(Err(error)) => tracing::warn!(program, %error, "Failed to wait for the command"),
+        Ok(Ok(status)) if status.success() => {
+            tracing::info!(program, "The command succeeded");
+            Ok(())
+        }
+        Ok(Ok(status)) => Err(format!("the command {program} failed: {status}")),
+        Ok(Err(error)) => Err(format!("failed to wait for the command {program}: {error}")),
         Err(_) => {
-            tracing::warn!(
-                program,
-                ?timeout,
-                "The command did not finish in time; killing it"
-            );
             if let Err(error) = child.kill().await {
                 tracing::warn!(program, %error, "Failed to kill the command");
             }
+            Err(format!(
+                "the command {program} did not finish within {timeout:?} and was killed"
+            ))
         }
     }
 }
@@ -145,19 +155,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
         let args = vec![marker.display().to_string()];
-        run_command("touch", &args, COMMAND_TIMEOUT).await;
+        run_command("touch", &args, COMMAND_TIMEOUT).await.unwrap();
         assert!(marker.exists());
     }
 
     #[tokio::test]
     async fn slow_command_is_stopped_at_the_timeout() {
         let started = std::time::Instant::now();
-        run_command("sleep", &["30".to_owned()], Duration::from_millis(200)).await;
+        let error = run_command("sleep", &["30".to_owned()], Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(error.contains("sleep"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn failed_command_is_named() {
+        let error = run_command("false", &[], COMMAND_TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(error.contains("the command false failed"), "{error}");
     }
 
     #[test]
-    fn missing_pid_file_only_warns() {
-        signal_pid_file(Path::new("/nonexistent/signet.pid"), Signal::SIGHUP);
+    fn missing_pid_file_names_signal_and_file() {
+        let error =
+            signal_pid_file(Path::new("/nonexistent/signet.pid"), Signal::SIGHUP).unwrap_err();
+        assert!(error.contains("SIGHUP"), "{error}");
+        assert!(error.contains("/nonexistent/signet.pid"), "{error}");
     }
 }

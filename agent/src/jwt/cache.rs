@@ -1,10 +1,11 @@
 //! The JWT-SVIDs the agent has had signed, per registration entry and audience set.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use signet_core::audience::normalize_audience;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::{FetchError, JwtSigner, JwtSvidToken};
@@ -159,10 +160,9 @@ impl Default for JwtSvidCache {
 
 impl CacheKey {
     fn new(entry_id: &str, audience: &[String]) -> Self {
-        let audience: BTreeSet<&String> = audience.iter().collect();
         Self {
             entry_id: entry_id.to_owned(),
-            audience: audience.into_iter().cloned().collect(),
+            audience: normalize_audience(audience),
         }
     }
 }

@@ -65,6 +65,22 @@ pub enum FetchError {
     InvalidResponse(&'static str),
 }
 
+// === impl FetchError ===
+
+impl FetchError {
+    /// Returns true when the server rejected the request as invalid, so repeating it unchanged
+    /// cannot succeed.
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(
+            self,
+            Self::Rpc {
+                code: tonic::Code::InvalidArgument,
+                ..
+            }
+        )
+    }
+}
+
 // === impl JwtSvidToken ===
 
 impl JwtSvidToken {

@@ -32,7 +32,8 @@ pub(crate) struct TestSigner {
     pub(crate) lifetime: Duration,
     pub(crate) calls: AtomicUsize,
     pub(crate) gate: Option<Arc<Semaphore>>,
-    pub(crate) fail: bool,
+    /// Status of every call instead of a token, when set.
+    pub(crate) failure: Option<tonic::Status>,
 }
 
 impl TestJwtKey {
@@ -110,7 +111,7 @@ impl TestSigner {
             lifetime,
             calls: AtomicUsize::new(0),
             gate: None,
-            fail: false,
+            failure: None,
         }
     }
 
@@ -130,10 +131,10 @@ impl JwtSigner for TestSigner {
             if let Some(gate) = &self.gate {
                 gate.acquire().await.unwrap().forget();
             }
-            if self.fail {
+            if let Some(status) = &self.failure {
                 return Err(FetchError::Rpc {
-                    code: tonic::Code::Unavailable,
-                    message: "server down".to_owned(),
+                    code: status.code(),
+                    message: status.message().to_owned(),
                 });
             }
             let audience: Vec<&str> = audience.iter().map(String::as_str).collect();

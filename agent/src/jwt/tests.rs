@@ -134,7 +134,7 @@ async fn concurrent_requests_share_one_signature() {
 #[tokio::test(flavor = "current_thread")]
 async fn failed_signing_is_not_cached() {
     let failing = TestSigner {
-        fail: true,
+        failure: Some(tonic::Status::unavailable("server down")),
         ..TestSigner::new(LIFETIME)
     };
     let cache = JwtSvidCache::new();
@@ -158,7 +158,7 @@ async fn failed_signing_is_not_cached() {
 async fn unexpired_token_serves_when_signing_fails() {
     let working = TestSigner::new(LIFETIME);
     let failing = TestSigner {
-        fail: true,
+        failure: Some(tonic::Status::unavailable("server down")),
         ..TestSigner::new(LIFETIME)
     };
     let cache = JwtSvidCache::new();

@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 use super::delivery::{Delivery, entitled_identities};
 use super::stream::{Caller, deny};
 use crate::cache::{Identity, Snapshot};
-use crate::jwt::{self, JwtSigner, JwtSvidCache};
+use crate::jwt::{self, FetchError, JwtSigner, JwtSvidCache};
 
 /// Issues JWT-SVIDs to callers through the token cache.
 #[derive(Debug)]
@@ -75,10 +75,9 @@ impl JwtSvidIssuer {
         let signing = identities
             .iter()
             .map(|identity| self.cache.fetch(signer, &identity.entry_id, audience, now));
-        let tokens = try_join_all(signing).await.map_err(|error| {
-            warn!(pid = caller.pid, error = %error, "Failed to fetch a JWT-SVID");
-            Status::unavailable(format!("could not fetch JWT-SVID: {error}"))
-        })?;
+        let tokens = try_join_all(signing)
+            .await
+            .map_err(|error| fetch_failed(caller, &error))?;
 
         let svids = identities
             .iter()
@@ -100,6 +99,19 @@ impl JwtSvidIssuer {
             .collect();
         Ok(JwtsvidResponse { svids })
     }
+}
+
+/// Returns the workload's status for a JWT-SVID the server did not sign: InvalidArgument when
+/// the server rejected the request, so the workload does not retry it unchanged, else
+/// Unavailable.
+fn fetch_failed(caller: &Caller, error: &FetchError) -> Status {
+    let message = format!("could not fetch JWT-SVID: {error}");
+    if error.is_invalid_argument() {
+        debug!(pid = caller.pid, error = %error, "Server rejected a JWT-SVID request");
+        return Status::invalid_argument(message);
+    }
+    warn!(pid = caller.pid, error = %error, "Failed to fetch a JWT-SVID");
+    Status::unavailable(message)
 }
 
 /// Checks the request fields of `FetchJWTSVID` and returns the requested SPIFFE ID, if any.

@@ -170,7 +170,7 @@ async fn repeated_fetches_reuse_cached_tokens() {
 #[tokio::test(flavor = "current_thread")]
 async fn signing_failure_is_unavailable() {
     let signer = Arc::new(TestSigner {
-        fail: true,
+        failure: Some(Status::unavailable("server down")),
         ..TestSigner::new(LIFETIME)
     });
     let server = TestServer::start_with_signer(Arc::clone(&signer) as _).await;
@@ -182,6 +182,28 @@ async fn signing_failure_is_unavailable() {
     assert_eq!(status.code(), Code::Unavailable);
     assert!(
         status.message().starts_with("could not fetch JWT-SVID: "),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn server_rejection_is_invalid_argument() {
+    let rejection = "an audience is 3000 bytes long: the maximum is 2048";
+    let signer = Arc::new(TestSigner {
+        failure: Some(Status::invalid_argument(rejection)),
+        ..TestSigner::new(LIFETIME)
+    });
+    let server = TestServer::start_with_signer(Arc::clone(&signer) as _).await;
+    let ca = TestCa::new();
+    server.cache.publish(jwt_snapshot(&ca, &signer.key));
+
+    let status = fetch_jwt_svid(&server, &["a"], "").await.unwrap_err();
+
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message().matches(rejection).count(),
+        1,
         "{}",
         status.message()
     );

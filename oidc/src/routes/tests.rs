@@ -1,3 +1,4 @@
+use http::header::HOST;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
@@ -98,9 +99,33 @@ async fn unknown_domain_gets_not_found() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         assert_eq!(body_text(response).await, "domain not served here\n");
     }
+}
 
+#[tokio::test(flavor = "current_thread")]
+async fn invalid_host_gets_bad_request() {
+    let config = config("https://oidc.example.org", None);
+    let site = site(&config, Some("{}"));
+    let two_hosts = Request::builder()
+        .uri("/keys")
+        .header(HOST, "oidc.example.org")
+        .header(HOST, "evil.example")
+        .body(())
+        .unwrap();
     let no_host = Request::builder().uri("/keys").body(()).unwrap();
-    assert_eq!(site.respond(&no_host).status(), StatusCode::NOT_FOUND);
+    let cases = [
+        (two_hosts, "more than one Host header\n"),
+        (no_host, "missing Host header\n"),
+        (
+            request(Method::GET, "user@oidc.example.org", "/keys"),
+            "invalid host: expected host[:port]\n",
+        ),
+    ];
+
+    for (request, message) in cases {
+        let response = site.respond(&request);
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{message}");
+        assert_eq!(body_text(response).await, message);
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use spiffe::TrustDomain;
@@ -68,7 +69,7 @@ impl Fixture {
     }
 }
 
-fn x509_kind(dir: &std::path::Path) -> X509Kind {
+fn x509_kind(dir: &Path) -> X509Kind {
     X509Kind {
         config: CaConfig {
             trust_domain: trust_domain(),

@@ -1,11 +1,12 @@
 //! JWT-SVID signing: the JOSE header and claims, with the token lifetime cut to the key's
 //! notAfter.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
-use signet_core::audience::check_audience;
+use signet_core::audience::{check_audience, normalize_audience};
 use spiffe::{SpiffeId, TrustDomain};
 
 use super::{JwtError, JwtSigningKey, SignedJwtSvid};
@@ -20,6 +21,8 @@ pub struct JwtSigner {
     issuer: Option<String>,
     default_ttl: Duration,
     key: JwtSigningKey,
+    /// Whether a lifetime cut to the key's notAfter has been logged at warn.
+    ttl_cut_logged: AtomicBool,
 }
 
 /// The claims of a JWT-SVID, as signed and as tests decode them.
@@ -52,6 +55,7 @@ impl JwtSigner {
             issuer,
             default_ttl,
             key,
+            ttl_cut_logged: AtomicBool::new(false),
         }
     }
 
@@ -66,7 +70,8 @@ impl JwtSigner {
     }
 
     /// Signs a JWT-SVID for `spiffe_id` and `audience`, valid for `ttl` or until the key's
-    /// notAfter, whichever comes first.
+    /// notAfter, whichever comes first. The `aud` claim is `audience` sorted, each value once,
+    /// as the agent requests it.
     ///
     /// # Errors
     ///
@@ -97,7 +102,7 @@ impl JwtSigner {
 
         let claims = JwtSvidClaims {
             sub: spiffe_id.to_string(),
-            aud: audience.to_vec(),
+            aud: normalize_audience(audience),
             exp: unix_seconds(expires_at),
             iat: unix_seconds(issued_at),
             iss: self.issuer.clone(),
@@ -161,17 +166,30 @@ impl JwtSigner {
 
         let requested = issued_at.checked_add(ttl).ok_or(invalid_ttl)?;
         let expires_at = if requested > not_after {
-            tracing::debug!(
-                key_id = %self.key.key_id(),
-                requested = %humantime::format_rfc3339_seconds(requested),
-                key_not_after = %humantime::format_rfc3339_seconds(not_after),
-                "JWT-SVID lifetime cut to the signing key's notAfter"
-            );
+            self.log_ttl_cut(ttl);
             not_after
         } else {
             requested
         };
         Ok((issued_at, expires_at))
+    }
+
+    /// Logs a TTL cut at warn the first time for this key and at debug afterwards, so that a TTL
+    /// longer than the key's remaining life does not log once per signature.
+    fn log_ttl_cut(&self, ttl: Duration) {
+        let key_id = self.key.key_id();
+        let key_expiry = humantime::format_rfc3339_seconds(self.key.not_after());
+        if self.ttl_cut_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(%key_id, ?ttl, %key_expiry, "JWT-SVID TTL cut to the signing key's expiry");
+        } else {
+            tracing::warn!(
+                %key_id,
+                ?ttl,
+                %key_expiry,
+                "JWT-SVID TTL cut to the signing key's expiry; request a shorter JWT-SVID TTL or \
+                 give the server a longer --ca-ttl"
+            );
+        }
     }
 }
 
