@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/spire/api/server/svid/v1/svid.proto",
     "proto/spire/api/server/localauthority/v1/localauthority.proto",
     "proto/signet/server/sync/v1/sync.proto",
+    "proto/signet/server/registration/v1/registration.proto",
 ];
 
 fn main() -> Result<(), Box<dyn StdError>> {

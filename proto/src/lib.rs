@@ -59,5 +59,10 @@ pub mod signet {
                 tonic::include_proto!("signet.server.sync.v1");
             }
         }
+        pub mod registration {
+            pub mod v1 {
+                tonic::include_proto!("signet.server.registration.v1");
+            }
+        }
     }
 }

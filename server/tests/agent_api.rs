@@ -587,6 +587,62 @@ async fn change_stream_reports_new_entries() {
 }
 
 #[tokio::test]
+async fn apply_entries_is_admin_only_and_notifies_agents() {
+    use signet_proto::signet::server::registration::v1::ApplyEntriesRequest;
+    use signet_proto::signet::server::registration::v1::registration_client::RegistrationClient;
+
+    let server = TestServer::start().await;
+    let svid = server.attest(&server.create_token().await).await.unwrap();
+    let agent = server.agent_channel(Some(&svid)).await;
+    let mut changes = SyncClient::new(agent.clone())
+        .watch_changes(WatchChangesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let first = changes.message().await.unwrap().unwrap();
+    let (trust_domain, parent_path) = split_id(&svid.spiffe_id());
+    let request = ApplyEntriesRequest {
+        owner: "team-payments".to_owned(),
+        entries: vec![types::Entry {
+            spiffe_id: Some(types::Spiffeid {
+                trust_domain: TRUST_DOMAIN.to_owned(),
+                path: "/web".to_owned(),
+            }),
+            parent_id: Some(types::Spiffeid {
+                trust_domain,
+                path: parent_path,
+            }),
+            selectors: vec![types::Selector {
+                r#type: "unix".to_owned(),
+                value: "uid:1000".to_owned(),
+            }],
+            ..types::Entry::default()
+        }],
+        prune: true,
+        dry_run: false,
+    };
+
+    let rejected = RegistrationClient::new(agent)
+        .apply_entries(request.clone())
+        .await
+        .unwrap_err();
+    let applied = RegistrationClient::new(server.admin().await)
+        .apply_entries(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let next = tokio::time::timeout(Duration::from_secs(10), changes.message())
+        .await
+        .expect("no change notice within 10 s")
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(rejected.code(), Code::PermissionDenied);
+    assert_eq!(applied.created.len(), 1);
+    assert!(next.revision > first.revision);
+}
+
+#[tokio::test]
 async fn agents_work_under_an_upstream_ca() {
     let dir = tempfile::tempdir().unwrap();
     let upstream_key = KeyPair::generate().unwrap();

@@ -13,8 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use signet_core::selector::Selector;
-use signet_server::datastore::{Datastore, DatastoreError, JwtAuthorityRecord};
-use signet_server::model::{AttestedAgent, JoinToken, RegistrationEntry};
+use signet_server::datastore::{
+    ApplyEntriesError, ApplyMode, Datastore, DatastoreError, EntryPlanError, JwtAuthorityRecord,
+};
+use signet_server::model::{AttestedAgent, EntryOwner, JoinToken, RegistrationEntry};
 use spiffe::{SpiffeId, TrustDomain};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tempfile::TempDir;
@@ -79,6 +81,10 @@ datastore_cases!(
     jwt_authority_append_is_idempotent,
     jwt_authority_key_id_conflict_is_rejected,
     jwt_authority_rejects_invalid_key,
+    apply_creates_then_changes_nothing,
+    apply_updates_and_prunes_own_entries,
+    apply_conflict_changes_nothing,
+    apply_dry_run_changes_nothing,
 );
 
 // === cases ===
@@ -532,6 +538,124 @@ async fn jwt_authority_rejects_invalid_key(store: &Datastore) {
     assert_eq!(store.bundle().await.unwrap().sequence_number, 0);
 }
 
+async fn apply_creates_then_changes_nothing(store: &Datastore) {
+    let team = owner("team");
+    let file = vec![workload_entry("web"), workload_entry("db")];
+
+    let first = store
+        .apply_entries(&team, file.clone(), true, ApplyMode::Write)
+        .await
+        .unwrap();
+    let second = store
+        .apply_entries(&team, file, true, ApplyMode::Write)
+        .await
+        .unwrap();
+
+    assert_eq!(first.created.len(), 2);
+    assert!(second.created.is_empty());
+    assert!(second.updated.is_empty());
+    assert!(second.deleted.is_empty());
+    // Entries created in the same second list in ID order, so compare them sorted.
+    let sorted = |mut entries: Vec<RegistrationEntry>| {
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        entries
+    };
+    assert_eq!(sorted(second.unchanged), sorted(first.created.clone()));
+    assert_eq!(
+        sorted(store.list_entries().await.unwrap()),
+        sorted(first.created)
+    );
+}
+
+async fn apply_updates_and_prunes_own_entries(store: &Datastore) {
+    let team = owner("team");
+    let manual = store.create_entry(workload_entry("manual")).await.unwrap();
+    let theirs = store
+        .apply_entries(
+            &owner("other"),
+            vec![workload_entry("theirs")],
+            true,
+            ApplyMode::Write,
+        )
+        .await
+        .unwrap()
+        .created;
+    let ours = store
+        .apply_entries(
+            &team,
+            vec![workload_entry("web"), workload_entry("db")],
+            true,
+            ApplyMode::Write,
+        )
+        .await
+        .unwrap()
+        .created;
+
+    let mut web = workload_entry("web");
+    web.x509_svid_ttl = 120;
+    let plan = store
+        .apply_entries(&team, vec![web], true, ApplyMode::Write)
+        .await
+        .unwrap();
+
+    assert_eq!(plan.updated.len(), 1);
+    assert_eq!(plan.updated[0].id, ours[0].id);
+    assert_eq!(plan.updated[0].revision_number, 1);
+    assert_eq!(plan.deleted, vec![ours[1].clone()]);
+    let stored = store.fetch_entry(&ours[0].id).await.unwrap().unwrap();
+    assert_eq!(stored, plan.updated[0]);
+    assert_eq!(stored.x509_svid_ttl, 120);
+    assert!(store.fetch_entry(&ours[1].id).await.unwrap().is_none());
+    assert_eq!(store.fetch_entry(&manual.id).await.unwrap(), Some(manual));
+    assert_eq!(
+        store.fetch_entry(&theirs[0].id).await.unwrap(),
+        Some(theirs[0].clone())
+    );
+}
+
+async fn apply_conflict_changes_nothing(store: &Datastore) {
+    let manual = store.create_entry(workload_entry("manual")).await.unwrap();
+
+    let error = store
+        .apply_entries(
+            &owner("team"),
+            vec![workload_entry("web"), workload_entry("manual")],
+            true,
+            ApplyMode::Write,
+        )
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(
+            &error,
+            ApplyEntriesError::Plan(EntryPlanError::OwnerConflict { entry_id, .. })
+                if *entry_id == manual.id
+        ),
+        "{error:?}"
+    );
+    assert_eq!(store.list_entries().await.unwrap(), vec![manual]);
+}
+
+async fn apply_dry_run_changes_nothing(store: &Datastore) {
+    let team = owner("team");
+    let stored = store
+        .apply_entries(&team, vec![workload_entry("web")], true, ApplyMode::Write)
+        .await
+        .unwrap()
+        .created;
+
+    let plan = store
+        .apply_entries(&team, vec![workload_entry("db")], true, ApplyMode::DryRun)
+        .await
+        .unwrap();
+
+    assert_eq!(plan.created.len(), 1);
+    assert!(plan.created[0].id.is_empty());
+    assert_eq!(plan.deleted, stored);
+    assert_eq!(store.list_entries().await.unwrap(), stored);
+}
+
 // === SQLite-only tests ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -678,6 +802,10 @@ fn workload_entry(name: &str) -> RegistrationEntry {
         hint: String::new(),
         created_at: 0,
     }
+}
+
+fn owner(label: &str) -> EntryOwner {
+    EntryOwner::new(label).unwrap()
 }
 
 fn join_token_agent(token: &str) -> AttestedAgent {

@@ -38,6 +38,9 @@ pub enum ApiError {
     /// The record to create exists already.
     #[error("{0}")]
     AlreadyExists(String),
+    /// A concurrent change interfered, so the request changed nothing and may be sent again.
+    #[error("{0}")]
+    Aborted(String),
     /// The request is malformed.
     #[error("{0}")]
     InvalidArgument(String),
@@ -74,6 +77,7 @@ impl ApiError {
             Self::Rotation(RotationError::Internal(_)) => Code::Internal,
             Self::Entry(_) | Self::Id(_) | Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::Aborted(_) => Code::Aborted,
             Self::NotFound(_) => Code::NotFound,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::Unauthenticated(_) => Code::Unauthenticated,
@@ -166,6 +170,7 @@ mod tests {
                 ApiError::PermissionDenied("banned".to_owned()),
                 Code::PermissionDenied,
             ),
+            (ApiError::Aborted("entry changed".to_owned()), Code::Aborted),
             (
                 ApiError::Unauthenticated("no certificate".to_owned()),
                 Code::Unauthenticated,

@@ -11,12 +11,14 @@ mod filter;
 mod localauthority;
 mod mask;
 mod paging;
+mod registration;
 mod svid;
 mod sync;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use signet_proto::signet::server::registration::v1::registration_server::RegistrationServer;
 use signet_proto::signet::server::sync::v1::sync_server::SyncServer;
 use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
@@ -118,6 +120,7 @@ pub fn routes(state: Arc<ServerState>, endpoint: Endpoint) -> Routes {
         .add_service(SvidServer::new(services.clone()))
         .add_service(BundleServer::new(services.clone()))
         .add_service(LocalAuthorityServer::new(services.clone()))
+        .add_service(RegistrationServer::new(services.clone()))
         .add_service(SyncServer::new(services))
 }
 

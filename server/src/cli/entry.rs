@@ -15,6 +15,7 @@ use signet_proto::spire::api::server::entry::v1::{
 use signet_proto::spire::api::types::{self, EntryMask, SelectorMatch, selector_match};
 use tonic::transport::Channel;
 
+use super::entry_apply::{self, ApplyArgs};
 use super::entry_json::EntryFile;
 use super::output::{entry_json, print_entries, print_json, spiffe_id_text, status_json};
 use super::{CommonArgs, OutputFormat, client, rpc_error};
@@ -22,6 +23,9 @@ use super::{CommonArgs, OutputFormat, client, rpc_error};
 /// Registration entry commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum EntryCommand {
+    /// Makes the entries of one owner equal to a TOML or YAML file: creates, updates and, with
+    /// --prune, deletes entries in one transaction.
+    Apply(ApplyArgs),
     /// Counts registration entries.
     Count(FilterArgs),
     /// Creates registration entries from flags or from a JSON file.
@@ -152,6 +156,7 @@ pub(super) enum MatchSelectors {
 
 pub(super) async fn execute(command: EntryCommand) -> anyhow::Result<()> {
     match command {
+        EntryCommand::Apply(args) => entry_apply::apply(args).await,
         EntryCommand::Count(args) => count(args).await,
         EntryCommand::Create(args) => create(args).await,
         EntryCommand::Delete(args) => delete(args).await,

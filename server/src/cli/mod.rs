@@ -5,6 +5,8 @@ mod agent;
 mod bundle;
 mod client;
 mod entry;
+mod entry_apply;
+mod entry_file;
 mod entry_json;
 mod jwt;
 mod localauthority;
@@ -39,7 +41,7 @@ pub enum OperatorCommand {
     /// Shows the trust bundle.
     #[command(subcommand)]
     Bundle(BundleCommand),
-    /// Creates, shows, updates and deletes registration entries.
+    /// Creates, shows, updates and deletes registration entries, one by one or from a file.
     #[command(subcommand)]
     Entry(EntryCommand),
     /// Checks that the server responds on its admin socket and that its trust bundle has an

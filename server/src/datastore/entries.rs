@@ -2,10 +2,11 @@
 
 use sha2::{Digest, Sha256};
 use signet_core::ids;
-use sqlx::Any;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Executor};
 
+use super::entry_plan::StoredEntry;
 use super::rows::{self, column, flag, json_list};
 use super::{Datastore, DatastoreError};
 use crate::model::{RegistrationEntry, unix_now};
@@ -40,28 +41,9 @@ impl Datastore {
     /// parent ID and set of selectors, and [`DatastoreError::Database`] on other failures.
     pub async fn create_entry(
         &self,
-        mut entry: RegistrationEntry,
+        entry: RegistrationEntry,
     ) -> Result<RegistrationEntry, DatastoreError> {
-        if entry.id.is_empty() {
-            entry.id = uuid::Uuid::new_v4().to_string();
-        }
-        entry.created_at = unix_now();
-        entry.revision_number = 0;
-
-        let sql = concat!(
-            "INSERT INTO registration_entries (",
-            content_columns!(),
-            ", id, revision_number, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        );
-        bind_content(sqlx::query(sql), &entry)
-            .bind(entry.id.clone())
-            .bind(entry.revision_number)
-            .bind(entry.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| write_error(e, &entry))?;
-        Ok(entry)
+        insert_entry(&self.pool, entry, "").await
     }
 
     /// Replaces every field of the entry with the ID `entry.id`, except `created_at`, and bumps
@@ -159,6 +141,103 @@ impl Datastore {
     }
 }
 
+/// Stores a new entry of `owner` (empty for none) and returns it as stored.
+///
+/// An empty ID is replaced by a random UUID. `created_at` is set to now and `revision_number`
+/// to 0.
+pub(super) async fn insert_entry<'c, E>(
+    executor: E,
+    mut entry: RegistrationEntry,
+    owner: &str,
+) -> Result<RegistrationEntry, DatastoreError>
+where
+    E: Executor<'c, Database = Any>,
+{
+    if entry.id.is_empty() {
+        entry.id = uuid::Uuid::new_v4().to_string();
+    }
+    entry.created_at = unix_now();
+    entry.revision_number = 0;
+
+    let sql = concat!(
+        "INSERT INTO registration_entries (",
+        content_columns!(),
+        ", id, revision_number, created_at, owner) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    );
+    bind_content(sqlx::query(sql), &entry)
+        .bind(entry.id.clone())
+        .bind(entry.revision_number)
+        .bind(entry.created_at)
+        .bind(owner.to_owned())
+        .execute(executor)
+        .await
+        .map_err(|e| write_error(e, &entry))?;
+    Ok(entry)
+}
+
+/// Replaces the content of the entry with the ID `entry.id` if its revision number is still
+/// `entry.revision_number`, and bumps the revision number. Returns the entry as stored, or `None`
+/// when the entry was changed or deleted since it was read.
+pub(super) async fn update_entry_at_revision(
+    connection: &mut AnyConnection,
+    mut entry: RegistrationEntry,
+) -> Result<Option<RegistrationEntry>, DatastoreError> {
+    let sql = "UPDATE registration_entries SET spiffe_id = $1, parent_id = $2, selectors = $3, \
+         x509_svid_ttl = $4, jwt_svid_ttl = $5, federates_with = $6, admin = $7, \
+         downstream = $8, expires_at = $9, dns_names = $10, store_svid = $11, hint = $12, \
+         identity_key = $13, revision_number = revision_number + 1 \
+         WHERE id = $14 AND revision_number = $15 \
+         RETURNING revision_number";
+    let row = bind_content(sqlx::query(sql), &entry)
+        .bind(entry.id.clone())
+        .bind(entry.revision_number)
+        .fetch_optional(connection)
+        .await
+        .map_err(|e| write_error(e, &entry))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    entry.revision_number = column(&row, "revision_number")?;
+    Ok(Some(entry))
+}
+
+/// Deletes the entry with the ID `entry.id` if its revision number is still
+/// `entry.revision_number`. Returns whether it did.
+pub(super) async fn delete_entry_at_revision(
+    connection: &mut AnyConnection,
+    entry: &RegistrationEntry,
+) -> Result<bool, DatastoreError> {
+    let deleted =
+        sqlx::query("DELETE FROM registration_entries WHERE id = $1 AND revision_number = $2")
+            .bind(entry.id.clone())
+            .bind(entry.revision_number)
+            .execute(connection)
+            .await?
+            .rows_affected();
+    Ok(deleted == 1)
+}
+
+/// Returns every entry with its owner label.
+pub(super) async fn list_stored_entries(
+    connection: &mut AnyConnection,
+) -> Result<Vec<StoredEntry>, DatastoreError> {
+    let sql = concat!(
+        "SELECT ",
+        columns!(),
+        ", owner FROM registration_entries ORDER BY created_at, id"
+    );
+    let rows = sqlx::query(sql).fetch_all(connection).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredEntry {
+                entry: entry_from_row(row)?,
+                owner: column(row, "owner")?,
+            })
+        })
+        .collect()
+}
+
 /// Binds the columns of `content_columns!` as `$1`..`$13`.
 fn bind_content<'q>(
     query: Query<'q, Any, AnyArguments>,
@@ -211,7 +290,7 @@ fn entry_from_row(row: &AnyRow) -> Result<RegistrationEntry, DatastoreError> {
 /// Returns the hex SHA-256 of the SPIFFE ID, the parent ID and the sorted set of selectors, the
 /// key that makes two entries duplicates of each other. Hashing keeps the indexed value short
 /// however many selectors an entry has, and the JSON encoding keeps the parts apart.
-fn identity_key(entry: &RegistrationEntry) -> String {
+pub(super) fn identity_key(entry: &RegistrationEntry) -> String {
     let mut selectors: Vec<String> = entry.selectors.iter().map(ToString::to_string).collect();
     selectors.sort();
     selectors.dedup();

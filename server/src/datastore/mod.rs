@@ -10,6 +10,8 @@ mod bundle;
 mod bundle_lifecycle;
 mod connect;
 mod entries;
+mod entry_apply;
+mod entry_plan;
 mod error;
 mod join_tokens;
 mod rows;
@@ -17,6 +19,8 @@ mod rows;
 use sqlx::AnyPool;
 
 pub use bundle::{BundleRecord, JwtAuthorityRecord};
+pub use entry_apply::{ApplyEntriesError, ApplyMode};
+pub use entry_plan::{EntryPlan, EntryPlanError, StoredEntry, plan_entries};
 pub use error::DatastoreError;
 
 /// A handle on the datastore. Clones share one connection pool.

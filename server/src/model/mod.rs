@@ -5,10 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod agent;
 mod entry;
+mod entry_owner;
 mod join_token;
 
 pub use agent::AttestedAgent;
 pub use entry::{EntryError, RegistrationEntry};
+pub use entry_owner::{EntryOwner, EntryOwnerError};
 pub use join_token::JoinToken;
 
 /// Returns the current time in Unix seconds, the unit of every timestamp in the model.
