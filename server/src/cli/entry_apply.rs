@@ -1,7 +1,7 @@
 //! `signet-server entry apply`: makes the server's entries of one owner equal to a file.
 
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde_json::json;
@@ -9,7 +9,7 @@ use signet_proto::signet::server::registration::v1::registration_client::Registr
 use signet_proto::signet::server::registration::v1::{ApplyEntriesRequest, ApplyEntriesResponse};
 use signet_proto::spire::api::types;
 
-use super::entry_file::{check_entries, parse_entry_file};
+use super::entry_file::{EntryFileFormat, UNKNOWN_FORMAT, check_entries, parse_entry_file};
 use super::output::{entry_json, print_json, spiffe_id_text};
 use super::{CommonArgs, OutputFormat, client, rpc_error};
 use crate::model::EntryOwner;
@@ -48,11 +48,41 @@ pub struct ApplyArgs {
     common: CommonArgs,
 }
 
+/// Reads an entry file of a known format, at most [`MAX_FILE_BYTES`] long.
+fn read_entry_file(path: &Path) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        EntryFileFormat::of(path).is_some(),
+        "{}: {UNKNOWN_FORMAT}",
+        path.display()
+    );
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("failed to open the entry file {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read the entry file {}", path.display()))?;
+    anyhow::ensure!(
+        u64::try_from(bytes.len()).unwrap_or(u64::MAX) <= MAX_FILE_BYTES,
+        "{} is larger than {} MiB: split it into several files with one owner each",
+        path.display(),
+        MAX_FILE_BYTES >> 20
+    );
+    String::from_utf8(bytes).map_err(|error| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            error.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Largest entry file read: about 200,000 entries, far beyond what one owner should manage.
+const MAX_FILE_BYTES: u64 = 32 << 20;
+
 /// Reads and checks the file, applies it in one request and prints the plan.
 pub(super) async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let owner = EntryOwner::new(&args.owner).context("invalid --owner")?;
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("failed to read the entry file {}", args.file.display()))?;
+    let text = read_entry_file(&args.file)?;
     let entries = parse_entry_file(&args.file, &text)?;
 
     let channel = client::connect(&args.common.admin_socket).await?;

@@ -87,6 +87,29 @@ struct Key {
     value: Node,
 }
 
+/// The format of an entry file, named by its extension.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(super) enum EntryFileFormat {
+    Toml,
+    Yaml,
+}
+
+impl EntryFileFormat {
+    /// Returns the format `path`'s extension names, in any letter case.
+    pub(super) fn of(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "toml" => Some(Self::Toml),
+            "yaml" | "yml" => Some(Self::Yaml),
+            _ => None,
+        }
+    }
+}
+
+/// The error for a file whose extension names no supported format.
+pub(super) const UNKNOWN_FORMAT: &str =
+    "unknown file format: name the file *.toml, *.yaml or *.yml";
+
 /// Reads the entries of a file whose format `path`'s extension names.
 ///
 /// # Errors
@@ -95,13 +118,12 @@ struct Key {
 /// the text is not valid TOML or YAML.
 pub(super) fn parse_entry_file(path: &Path, text: &str) -> Result<Vec<FileEntry>, EntryFileErrors> {
     let file = path.display().to_string();
-    let extension = path.extension().and_then(|extension| extension.to_str());
-    let root = match extension {
-        Some("toml") => toml_file::parse(text).map(|root| (root, "entry")),
-        Some("yaml" | "yml") => yaml_file::parse(text).map(|root| (root, "entries")),
-        _ => Err(LineError {
+    let root = match EntryFileFormat::of(path) {
+        Some(EntryFileFormat::Toml) => toml_file::parse(text).map(|root| (root, "entry")),
+        Some(EntryFileFormat::Yaml) => yaml_file::parse(text).map(|root| (root, "entries")),
+        None => Err(LineError {
             line: 1,
-            message: "unknown file format: name the file *.toml, *.yaml or *.yml".to_owned(),
+            message: UNKNOWN_FORMAT.to_owned(),
         }),
     };
     let (root, list_key) = root.map_err(|error| EntryFileErrors::new(&file, vec![error]))?;
@@ -203,10 +225,28 @@ impl fmt::Display for EntryFileErrors {
 
 impl std::error::Error for EntryFileErrors {}
 
-/// Returns the 1-based line of byte `offset` in `text`.
-fn line_at(text: &str, offset: usize) -> usize {
-    let before = text.get(..offset).unwrap_or(text);
-    before.bytes().filter(|&byte| byte == b'\n').count() + 1
+/// The byte offsets where the lines of a text start, to turn parser offsets into line numbers
+/// in logarithmic time: a file of thousands of entries has tens of thousands of spans.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let newlines = text
+            .bytes()
+            .enumerate()
+            .filter(|&(_, byte)| byte == b'\n')
+            .map(|(index, _)| index + 1);
+        Self {
+            starts: std::iter::once(0).chain(newlines).collect(),
+        }
+    }
+
+    /// Returns the 1-based line of byte `offset`.
+    fn line_at(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset).max(1)
+    }
 }
 
 #[cfg(test)]

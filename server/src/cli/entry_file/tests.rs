@@ -326,3 +326,30 @@ fn duplicate_keys_are_rejected() {
     assert_eq!(toml_errors[0].0, 3, "{toml_errors:?}");
     assert_eq!(yaml_errors[0].0, 3, "{yaml_errors:?}");
 }
+
+#[test]
+fn line_index_numbers_lines_from_one() {
+    let lines = LineIndex::new("a\nbc\n\nd");
+
+    let found: Vec<usize> = [0, 1, 2, 4, 5, 6, 99]
+        .into_iter()
+        .map(|offset| lines.line_at(offset))
+        .collect();
+
+    assert_eq!(found, [1, 1, 2, 2, 3, 4, 4]);
+}
+
+#[test]
+fn format_extension_ignores_case() {
+    let cases = [
+        ("a.toml", Some(EntryFileFormat::Toml)),
+        ("A.TOML", Some(EntryFileFormat::Toml)),
+        ("a.Yml", Some(EntryFileFormat::Yaml)),
+        ("a.yaml", Some(EntryFileFormat::Yaml)),
+        ("a.json", None),
+        ("zero", None),
+    ];
+    for (name, format) in cases {
+        assert_eq!(EntryFileFormat::of(Path::new(name)), format, "{name}");
+    }
+}

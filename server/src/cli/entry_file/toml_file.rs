@@ -2,7 +2,7 @@
 
 use toml_edit::{ArrayOfTables, ImDocument, Item, TableLike, Value};
 
-use super::{Key, LineError, Node, NodeValue, line_at};
+use super::{Key, LineError, LineIndex, Node, NodeValue};
 
 /// Parses TOML text into a tree.
 ///
@@ -10,25 +10,26 @@ use super::{Key, LineError, Node, NodeValue, line_at};
 ///
 /// The parser's error, at the line where the parser stopped.
 pub(super) fn parse(text: &str) -> Result<Node, LineError> {
+    let lines = LineIndex::new(text);
     let document = ImDocument::parse(text).map_err(|error| LineError {
-        line: error.span().map_or(1, |span| line_at(text, span.start)),
+        line: error.span().map_or(1, |span| lines.line_at(span.start)),
         message: format!("invalid TOML: {}", error.message()),
     })?;
-    let converter = Converter { text };
+    let converter = Converter { lines };
     Ok(Node {
         line: 1,
         value: converter.table(document.as_table()),
     })
 }
 
-/// Converts toml_edit items, whose spans are byte offsets into `text`.
-struct Converter<'a> {
-    text: &'a str,
+/// Converts toml_edit items, whose spans are byte offsets into the parsed text.
+struct Converter {
+    lines: LineIndex,
 }
 
-impl Converter<'_> {
+impl Converter {
     fn line(&self, span: Option<std::ops::Range<usize>>) -> usize {
-        span.map_or(1, |span| line_at(self.text, span.start))
+        span.map_or(1, |span| self.lines.line_at(span.start))
     }
 
     /// Converts a table or an inline table, which the file may use alike.
@@ -52,7 +53,7 @@ impl Converter<'_> {
             Item::Table(table) => Node {
                 line: table
                     .span()
-                    .map_or(key_line, |span| line_at(self.text, span.start)),
+                    .map_or(key_line, |span| self.lines.line_at(span.start)),
                 value: self.table(table),
             },
             Item::ArrayOfTables(tables) => self.array_of_tables(tables, key_line),
@@ -70,7 +71,7 @@ impl Converter<'_> {
                 // A table's span starts at its `[[...]]` header.
                 line: table
                     .span()
-                    .map_or(key_line, |span| line_at(self.text, span.start)),
+                    .map_or(key_line, |span| self.lines.line_at(span.start)),
                 value: self.table(table),
             })
             .collect();
