@@ -169,7 +169,7 @@ impl CacheKey {
 
 /// Frees at least one place below `capacity`: first slots whose token is due for renewal, then
 /// the idle slots whose tokens expire first. Slots in use by a request are kept.
-/// Returns true when `slot` holds a token signed by one of the `key_ids`. A slot whose token is
+/// Returns true when `slot` contains a token signed by one of the `key_ids`. A slot whose token is
 /// being signed right now is kept: the new token comes from the active key.
 fn holds_token_of(slot: &Slot, key_ids: &HashSet<&str>) -> bool {
     if key_ids.is_empty() {

@@ -26,7 +26,7 @@ pub(crate) struct SvidStore {
 #[derive(Debug)]
 struct Minted {
     spiffe_id: SpiffeId,
-    /// The entry revision the SVID was signed for; `None` for an SVID stored by an earlier run,
+    /// The entry revision the SVID was signed for. `None` marks an SVID stored by an earlier run,
     /// which the first sync adopts for the entry of the same ID and SPIFFE ID.
     revision_number: Option<i64>,
     svid: Arc<X509SvidMaterial>,

@@ -139,7 +139,7 @@ impl Syncer {
                 .map_err(|status| NodeError::rpc("BatchNewX509SVID", &status))?
         };
 
-        // The agent SVID goes last, so that once the server sees it replaced, every workload
+        // The agent SVID goes last, so that once the server records it replaced, every workload
         // SVID of the tainted authority is replaced too.
         if unsigned == 0 {
             self.node.renew_if_tainted(&bundle.tainted).await?;

@@ -205,8 +205,8 @@ fn x509_authority_id(id: String) -> Result<String, ApiError> {
     Ok(authority_id(id)?.replace(':', "").to_ascii_lowercase())
 }
 
-/// Longest authority ID accepted: an X.509 subject key identifier printed by OpenSSL (with colons)
-/// or a JWT `kid` is far shorter.
+/// Maximum length of an authority ID. An X.509 subject key identifier printed by OpenSSL (with
+/// colons) or a JWT `kid` is far shorter.
 const MAX_AUTHORITY_ID_LEN: usize = 256;
 
 fn state(

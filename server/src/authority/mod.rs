@@ -4,7 +4,7 @@
 //! bundle but signs nothing yet. The active one signs. The old one signed until the last
 //! activation and stays in the bundle, because what it signed is still valid. Automatically, the
 //! next authority is prepared at half of the active one's lifetime and activated at five sixths of
-//! it, so every agent and workload holds the new root long before anything is signed with it.
+//! it, so every agent and workload has the new root long before anything is signed with it.
 //! Operators drive the same steps by hand, and taint or revoke the old authority.
 //!
 //! Each kind lives under `<data_dir>/authorities/<kind>/`: a journal naming the slots, and one

@@ -66,7 +66,7 @@ struct Slots<A> {
     journal: Journal,
     active: Arc<A>,
     prepared: Option<Arc<A>>,
-    /// When the prepared authority entered the bundle, as far as this process knows.
+    /// When the prepared authority entered the bundle, or its creation time after a restart.
     prepared_since: Option<SystemTime>,
     old: Option<Arc<A>>,
 }

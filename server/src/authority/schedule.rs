@@ -19,8 +19,8 @@ pub(super) fn activation_time((not_before, not_after): (SystemTime, SystemTime))
 
 /// Returns the earliest time an authority published at `published` may become active: after
 /// the usual third of a lifetime in the bundle, or after half of the active authority's remaining
-/// life when less is left (a server that was down through the preparation time), so agents
-/// have time to fetch the new root before anything it signed appears.
+/// life when less is left. The second case is a server that was down through the preparation
+/// time. Either way agents have time to fetch the new root before anything it signed appears.
 pub(super) fn earliest_activation(
     (not_before, not_after): (SystemTime, SystemTime),
     published: SystemTime,

@@ -14,7 +14,7 @@
 //! or `.yaml` and `.yml`. The keys `spiffe_id`, `parent_id` and `selectors` are required. The
 //! optional keys are `x509_svid_ttl` and `jwt_svid_ttl` (seconds, or text with a unit such as
 //! "1h"), `dns_names`, `hint` and `expires_at` (Unix seconds, or an RFC 3339 time). Unknown keys
-//! are errors. The top-level key must be present, so a file that lists no entries says so with
+//! are errors. The top-level key must be present, so a file that lists no entries states it with
 //! `entry = []` or `entries: []`.
 //!
 //! A file is read in two steps that each report every error they find with its line number:
