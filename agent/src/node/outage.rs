@@ -103,16 +103,16 @@ mod tests {
     #[test]
     fn outage_logged_once_until_response() {
         let outage = OutageLog::default();
-        let refused = Status::unavailable("connection refused");
+        let unreachable = Status::unavailable("connection refused");
 
         let other_client = outage.clone();
 
-        assert!(outage.record_failure(&refused));
-        assert!(!outage.record_failure(&refused));
-        assert!(!other_client.record_failure(&refused));
+        assert!(outage.record_failure(&unreachable));
+        assert!(!outage.record_failure(&unreachable));
+        assert!(!other_client.record_failure(&unreachable));
         assert!(outage.record_response());
         assert!(!outage.record_response());
-        assert!(outage.record_failure(&refused));
+        assert!(outage.record_failure(&unreachable));
     }
 
     #[test]

@@ -296,21 +296,31 @@ impl<K: AuthorityKind> Rotation<K> {
                 .await
                 .context("the authority task failed")??
         };
+
         // Published before the journal names it, so a prepared authority is always in the bundle.
         self.kind.publish(&self.datastore, &prepared).await?;
-        let replaced = slots.journal.prepared.replace(SlotRecord {
+        let replaced_record = slots.journal.prepared.replace(SlotRecord {
             generation,
             tainted: false,
         });
         self.save(&slots.journal)?;
         let prepared = Arc::new(prepared);
-        if let (Some(record), Some(authority)) = (replaced, slots.prepared.take()) {
+        let replaced = slots.prepared.replace(Arc::clone(&prepared));
+        slots.prepared_since = Some(SystemTime::now());
+
+        if let (Some(record), Some(authority)) = (replaced_record, replaced) {
             // The replaced authority never signed anything, so nothing needs its root any more.
-            self.kind.remove(&self.datastore, &authority).await?;
+            if let Err(error) = self.kind.remove(&self.datastore, &authority).await {
+                tracing::warn!(
+                    kind = K::NAME,
+                    authority_id = %K::authority_id(&authority),
+                    error = %error,
+                    "Failed to remove the replaced prepared authority from the bundle; it leaves \
+                     the bundle when it expires"
+                );
+            }
             self.remove_generation(record.generation);
         }
-        slots.prepared = Some(Arc::clone(&prepared));
-        slots.prepared_since = Some(SystemTime::now());
         self.bundle_changed().await;
         tracing::info!(
             kind = K::NAME,

@@ -193,11 +193,14 @@ async fn only_the_old_authority_is_tainted_once() {
     let old = rotate(&rotation).await;
     let active = rotation.status().await.active.authority_id;
 
-    let active_refused = precondition_message(rotation.taint(&active).await.unwrap_err());
+    let active_rejection = precondition_message(rotation.taint(&active).await.unwrap_err());
     let tainted = rotation.taint(&old).await.unwrap();
     let again = precondition_message(rotation.taint(&old).await.unwrap_err());
 
-    assert!(active_refused.contains("only the old"), "{active_refused}");
+    assert!(
+        active_rejection.contains("only the old"),
+        "{active_rejection}"
+    );
     assert!(tainted.tainted);
     assert!(again.contains("tainted already"), "{again}");
     let bundle = fixture.datastore.bundle().await.unwrap();
@@ -211,11 +214,11 @@ async fn revoke_needs_a_taint_first() {
     let rotation = fixture.jwt().await;
     let old = rotate(&rotation).await;
 
-    let refused = precondition_message(rotation.revoke(&old).await.unwrap_err());
+    let rejection = precondition_message(rotation.revoke(&old).await.unwrap_err());
     rotation.taint(&old).await.unwrap();
     let revoked = rotation.revoke(&old).await.unwrap();
 
-    assert!(refused.contains("taint it first"), "{refused}");
+    assert!(rejection.contains("taint it first"), "{rejection}");
     assert_eq!(revoked.authority_id, old);
     assert!(!fixture.jwt_key_ids().await.contains(&old));
     assert_eq!(rotation.status().await.old, None);
@@ -230,7 +233,7 @@ async fn x509_revoke_waits_for_agents() {
     let agent = agent_signed_by(&old);
     fixture.datastore.create_agent(&agent).await.unwrap();
 
-    let refused = precondition_message(rotation.revoke(&old).await.unwrap_err());
+    let rejection = precondition_message(rotation.revoke(&old).await.unwrap_err());
     let renewed = AttestedAgent {
         x509_authority_id: rotation.status().await.active.authority_id,
         ..agent
@@ -239,8 +242,8 @@ async fn x509_revoke_waits_for_agents() {
     rotation.revoke(&old).await.unwrap();
 
     assert!(
-        refused.contains("1 agent(s)") && refused.contains("join_token/a1"),
-        "{refused}"
+        rejection.contains("1 agent(s)") && rejection.contains("join_token/a1"),
+        "{rejection}"
     );
     let bundle = fixture.datastore.bundle().await.unwrap();
     assert_eq!(bundle.authorities.len(), 1);
@@ -344,11 +347,11 @@ async fn activation_waits_for_tainted_old_revoke() {
     rotation.taint(&old).await.unwrap();
     let prepared = rotation.prepare().await.unwrap();
 
-    let refused =
+    let rejection =
         precondition_message(rotation.activate(&prepared.authority_id).await.unwrap_err());
 
-    assert!(refused.contains(&old), "{refused}");
-    assert!(refused.contains("revoke it first"), "{refused}");
+    assert!(rejection.contains(&old), "{rejection}");
+    assert!(rejection.contains("revoke it first"), "{rejection}");
 }
 
 #[tokio::test]

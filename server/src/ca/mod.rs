@@ -29,7 +29,7 @@ pub use signer::certificate_serial_number;
 pub struct CaConfig {
     /// The trust domain the CA signs X509-SVIDs for.
     pub trust_domain: TrustDomain,
-    /// The directory that holds this CA's key and certificate.
+    /// The directory that contains this CA's key and certificate.
     pub dir: PathBuf,
     /// Validity period of a newly created CA certificate.
     pub ca_ttl: Duration,

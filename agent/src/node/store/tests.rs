@@ -90,7 +90,7 @@ fn key_of_other_svid_is_rejected() {
 }
 
 #[test]
-fn renewal_interrupted_after_the_chain_is_completed() {
+fn interrupted_renewal_is_completed() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     save_bundle(dir.path(), &ca.bundle()).unwrap();
@@ -109,7 +109,7 @@ fn renewal_interrupted_after_the_chain_is_completed() {
 }
 
 #[test]
-fn renewal_interrupted_before_the_chain_keeps_the_old_svid() {
+fn interrupted_renewal_keeps_old_svid() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let current = agent_svid(&ca);
