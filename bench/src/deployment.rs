@@ -3,12 +3,17 @@
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 use spiffe::{SpiffeId, TrustDomain};
 use tokio::process::Command;
+use tokio::time::Instant;
 
+use crate::admin::AdminClient;
 use crate::binaries::Binaries;
 use crate::cpu::{CpuSeconds, process_cpu_time};
 use crate::process::Process;
@@ -16,6 +21,8 @@ use crate::wait;
 
 /// Trust domain of the benchmark deployment.
 pub const TRUST_DOMAIN: &str = "example.org";
+/// Time the server gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// A running server, and once [`Deployment::start_agent`] succeeded, a running agent attested
 /// to it. Dropping it kills both processes.
@@ -50,17 +57,7 @@ impl Deployment {
             .with_context(|| format!("invalid trust domain {TRUST_DOMAIN}"))?;
         let server_address = free_loopback_address()?;
         let admin_socket = dir.join("admin.sock");
-
-        let mut command = Command::new(&binaries.server);
-        command
-            .arg("run")
-            .args(["--trust-domain", TRUST_DOMAIN])
-            .arg("--data-dir")
-            .arg(dir.join("server"))
-            .args(["--bind-address", &server_address])
-            .arg("--admin-socket")
-            .arg(&admin_socket);
-        let server = Process::spawn("signet-server", command, &dir.join("server.log"))?;
+        let server = spawn_server(&binaries, dir, &server_address, &admin_socket)?;
 
         let mut deployment = Self {
             binaries,
@@ -74,6 +71,38 @@ impl Deployment {
         };
         deployment.wait_for_server().await?;
         Ok(deployment)
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same data directory, address
+    /// and admin socket. Returns the time from starting the process until its agent API port accepts
+    /// connections and its admin API returns a CountAgents result.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the server cannot be stopped or started, exits, or does not serve within
+    /// [`wait::START_TIMEOUT`].
+    pub async fn restart_server(&mut self) -> anyhow::Result<Duration> {
+        self.server.terminate(STOP_GRACE).await?;
+        let started = Instant::now();
+        self.server = spawn_server(
+            &self.binaries,
+            &self.dir,
+            &self.server_address,
+            &self.admin_socket,
+        )?;
+
+        let server = &mut self.server;
+        let (socket, address) = (&self.admin_socket, &self.server_address);
+        wait::until_closely("the server to serve", wait::START_TIMEOUT, || {
+            let running = server.check_running();
+            async move {
+                running?;
+                wait::tcp_accepts(address).await?;
+                AdminClient::connect(socket).await?.count_agents().await
+            }
+        })
+        .await?;
+        Ok(started.elapsed())
     }
 
     /// Creates a join token and starts the agent with it, trusting the server's current
@@ -122,9 +151,63 @@ impl Deployment {
         &self.trust_domain
     }
 
+    /// Returns `spiffe://<trust domain>/bench/<name>`, the SPIFFE ID of a benchmark entry.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `name` does not form a valid SPIFFE ID path.
+    pub fn workload_id(&self, name: &str) -> anyhow::Result<SpiffeId> {
+        let text = format!("spiffe://{}/bench/{name}", self.trust_domain);
+        signet_core::ids::parse_spiffe_id(&text)
+            .with_context(|| format!("invalid SPIFFE ID {text}"))
+    }
+
     /// Returns the path of the server's admin socket.
     pub fn admin_socket(&self) -> &Path {
         &self.admin_socket
+    }
+
+    /// Returns the `host:port` of the server's agent API.
+    pub fn server_address(&self) -> &str {
+        &self.server_address
+    }
+
+    /// Returns the process ID of the server.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the server has exited and been reaped.
+    pub fn server_pid(&self) -> anyhow::Result<u32> {
+        self.server.pid()
+    }
+
+    /// Returns the process ID of the agent.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the agent has not started or has been reaped.
+    pub fn agent_pid(&self) -> anyhow::Result<u32> {
+        self.agent
+            .as_ref()
+            .context("the agent has not started")?
+            .pid()
+    }
+
+    /// Returns the X.509 authorities of the server's trust bundle, from
+    /// `signet-server bundle show --format pem`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the CLI fails or prints no certificate.
+    pub async fn trust_bundle(&self) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+        let pem = self.bundle_pem().await?;
+        let authorities = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .context("`signet-server bundle show` printed an invalid PEM certificate")?;
+        if authorities.is_empty() {
+            bail!("`signet-server bundle show` printed no certificate");
+        }
+        Ok(authorities)
     }
 
     /// Returns the path of the agent's Workload API socket.
@@ -151,8 +234,8 @@ impl Deployment {
     /// # Errors
     ///
     /// Fails when a process cannot be stopped.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        if let Some(agent) = self.agent {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(agent) = &mut self.agent {
             agent.stop().await?;
         }
         self.server.stop().await
@@ -181,10 +264,13 @@ impl Deployment {
         Ok(token.value)
     }
 
+    async fn bundle_pem(&self) -> anyhow::Result<Vec<u8>> {
+        self.server_cli(&["bundle", "show", "--format", "pem"])
+            .await
+    }
+
     async fn write_bundle(&self) -> anyhow::Result<PathBuf> {
-        let pem = self
-            .server_cli(&["bundle", "show", "--format", "pem"])
-            .await?;
+        let pem = self.bundle_pem().await?;
         let path = self.dir.join("bundle.pem");
         tokio::fs::write(&path, pem)
             .await
@@ -211,6 +297,26 @@ impl Deployment {
         }
         Ok(output.stdout)
     }
+}
+
+/// Starts `signet-server run` with its data in `dir`, serving the agent API on `address` and the
+/// admin API on `admin_socket`, with its output appended to `dir/server.log`.
+fn spawn_server(
+    binaries: &Binaries,
+    dir: &Path,
+    address: &str,
+    admin_socket: &Path,
+) -> anyhow::Result<Process> {
+    let mut command = Command::new(&binaries.server);
+    command
+        .arg("run")
+        .args(["--trust-domain", TRUST_DOMAIN])
+        .arg("--data-dir")
+        .arg(dir.join("server"))
+        .args(["--bind-address", address])
+        .arg("--admin-socket")
+        .arg(admin_socket);
+    Process::spawn("signet-server", command, &dir.join("server.log"))
 }
 
 /// Returns `127.0.0.1:<port>` with a port the kernel just found free.

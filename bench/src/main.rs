@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use signet_bench::cli::{Cli, Command};
-use signet_bench::propagation;
+use signet_bench::{issuance, jwt_signing, memory, propagation, workload_api};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,7 +17,11 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Issuance(args) => runtime.block_on(issuance::run(&args)),
+        Command::JwtSigning(args) => runtime.block_on(jwt_signing::run(&args)),
+        Command::Memory(args) => runtime.block_on(memory::run(&args)),
         Command::Propagation(args) => runtime.block_on(propagation::run(&args)),
+        Command::WorkloadApi(args) => runtime.block_on(workload_api::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,12 +2,14 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use crate::cpu::process_cpu_time;
@@ -35,7 +37,10 @@ impl Process {
     ///
     /// Fails when the log file cannot be created or the process cannot start.
     pub fn spawn(name: &'static str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
-        let output = File::create(log)
+        let output = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
             .with_context(|| format!("failed to create the log file {}", log.display()))?;
         let errors = output
             .try_clone()
@@ -54,17 +59,24 @@ impl Process {
         })
     }
 
+    /// Returns the process ID.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the process has been reaped.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child
+            .id()
+            .with_context(|| format!("{} is no longer running", self.name))
+    }
+
     /// Returns the CPU time the process has used so far.
     ///
     /// # Errors
     ///
     /// Fails when the process has been reaped or its CPU time cannot be read.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let pid = self
-            .child
-            .id()
-            .with_context(|| format!("{} is no longer running", self.name))?;
-        process_cpu_time(pid)
+        process_cpu_time(self.pid()?)
     }
 
     /// Succeeds while the process runs.
@@ -85,12 +97,32 @@ impl Process {
         }
     }
 
+    /// Sends SIGTERM and waits up to `grace` for the process to exit, as an operator's stop
+    /// does, then kills it if it still runs.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the signal cannot be sent or the process cannot be killed or reaped.
+    pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<()> {
+        let pid = Pid::from_raw(
+            i32::try_from(self.pid()?).context("the process ID does not fit a pid_t")?,
+        );
+        kill(pid, Signal::SIGTERM)
+            .with_context(|| format!("failed to send SIGTERM to {}", self.name))?;
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => status
+                .map(drop)
+                .with_context(|| format!("failed to wait for {} to exit", self.name)),
+            Err(_) => self.stop().await,
+        }
+    }
+
     /// Kills the process and waits for it to exit.
     ///
     /// # Errors
     ///
     /// Fails when the process cannot be killed or reaped.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.child
             .kill()
             .await

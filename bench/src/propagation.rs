@@ -15,11 +15,12 @@ use tokio::time::Instant;
 
 use crate::admin::AdminClient;
 use crate::binaries::Binaries;
-use crate::cli::{OutputFormat, PropagationArgs};
+use crate::cli::PropagationArgs;
 use crate::deployment::Deployment;
+use crate::load::milliseconds;
 use crate::report::{PropagationReport, Sample};
-use crate::wait;
-use crate::workload::SvidStream;
+use crate::workload::{self, SvidStream};
+use crate::{runner, wait};
 
 /// Bound for one entry to reach the stream.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,31 +33,11 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// delivery fails. The temporary directory is then kept and named in the error, because it
 /// contains the server and agent logs.
 pub async fn run(args: &PropagationArgs) -> anyhow::Result<()> {
-    let binaries = Binaries::locate(args.server_bin.as_deref(), args.agent_bin.as_deref())?;
-    let dir = tempfile::Builder::new()
-        .prefix("signet-bench-")
-        .tempdir()
-        .context("failed to create a temporary directory")?;
-
-    let report = match measure(binaries, dir.path(), args.entry_count()).await {
-        Ok(report) => report,
-        Err(error) => {
-            let log_dir = dir.keep();
-            return Err(error.context(format!(
-                "propagation benchmark failed, and the server and agent logs are in {}",
-                log_dir.display()
-            )));
-        }
-    };
-
-    match args.output {
-        OutputFormat::Human => print!("{report}"),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string(&report).context("failed to encode the report as JSON")?
-        ),
-    }
-    Ok(())
+    let count = args.entry_count();
+    runner::run("propagation", &args.common, |binaries, dir| async move {
+        measure(binaries, &dir, count).await
+    })
+    .await
 }
 
 /// Starts the deployment in `dir`, opens the stream and measures `count` entries.
@@ -65,13 +46,13 @@ async fn measure(binaries: Binaries, dir: &Path, count: u32) -> anyhow::Result<P
     let admin = AdminClient::connect(deployment.admin_socket()).await?;
     let agent_id = deployment.start_agent().await?;
     let mut workload = Workload {
-        selector: own_uid_selector(),
+        selector: workload::own_uid_selector(),
         parent_id: agent_id,
         admin,
     };
 
     // The agent streams only to a caller that has at least one X509-SVID.
-    let initial = workload_id(&deployment, "initial")?;
+    let initial = deployment.workload_id("initial")?;
     workload.register(&initial).await?;
     let mut stream =
         SvidStream::open(deployment.workload_socket(), &initial, wait::START_TIMEOUT).await?;
@@ -80,7 +61,7 @@ async fn measure(binaries: Binaries, dir: &Path, count: u32) -> anyhow::Result<P
     let started = Instant::now();
     let mut samples = Vec::new();
     for index in 1..=count {
-        let spiffe_id = workload_id(&deployment, &format!("entry-{index}"))?;
+        let spiffe_id = deployment.workload_id(&format!("entry-{index}"))?;
         samples.push(workload.measure_one(&mut stream, spiffe_id).await?);
     }
     let elapsed = started.elapsed();
@@ -103,6 +84,7 @@ impl Workload {
         self.admin
             .create_entry(spiffe_id, &self.parent_id, &self.selector)
             .await
+            .map(drop)
     }
 
     /// Creates the entry for `spiffe_id` and waits for its X509-SVID on `stream`.
@@ -126,21 +108,4 @@ impl Workload {
             svids: delivery.spiffe_ids.len(),
         })
     }
-}
-
-/// Returns the selector the agent's `unix` attestor gives this process.
-fn own_uid_selector() -> Selector {
-    Selector {
-        r#type: "unix".to_owned(),
-        value: format!("uid:{}", nix::unistd::getuid()),
-    }
-}
-
-fn workload_id(deployment: &Deployment, name: &str) -> anyhow::Result<SpiffeId> {
-    let text = format!("spiffe://{}/bench/{name}", deployment.trust_domain());
-    signet_core::ids::parse_spiffe_id(&text).with_context(|| format!("invalid SPIFFE ID {text}"))
-}
-
-fn milliseconds(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }

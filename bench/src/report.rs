@@ -1,5 +1,6 @@
-//! Results of a propagation run: every sample, their summary, and how latency grows with the
-//! number of X509-SVIDs the workload has.
+//! Parts of every report (the host, a throughput run) and the results of a propagation run:
+//! every sample, their summary, and how latency grows with the number of X509-SVIDs the
+//! workload has.
 
 use std::fmt;
 use std::time::Duration;
@@ -7,6 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cpu::CpuSeconds;
+use crate::host::{load_average, online_cpus};
+use crate::load::LoadRun;
 use crate::stats::Summary;
 
 /// Number of consecutive groups of samples the growth table splits a run into.
@@ -42,10 +45,63 @@ pub struct Segment {
 /// The host the benchmark ran on.
 #[derive(Debug, Serialize)]
 pub struct Machine {
-    /// Logical CPUs available to the benchmark.
+    /// Online logical CPUs of the machine.
     pub cpus: usize,
     /// `model name` of the first CPU in /proc/cpuinfo, or "unknown".
     pub cpu_model: String,
+    /// 1-minute load average when the report was made, or `None` when unreadable. A value near
+    /// or above `cpus` means other work competed with the benchmark.
+    pub load_average: Option<f64>,
+}
+
+/// Calls to a server made with a fixed number in flight: their rate, latency and the server's
+/// CPU time.
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    /// Items completed: SVIDs signed.
+    pub items: u64,
+    /// Wall-clock time of the run, in seconds.
+    pub elapsed_seconds: f64,
+    /// Items per second.
+    pub per_second: f64,
+    /// Latency of each call, in milliseconds.
+    pub call_latency_ms: Summary,
+    /// CPU time the server used during the run, in seconds.
+    pub server_cpu_seconds: f64,
+    /// Server CPU time per item, in microseconds.
+    pub server_cpu_us_per_item: f64,
+}
+
+impl Throughput {
+    /// Summarises `run`, which completed `items` while the server used `server_cpu_seconds`,
+    /// or returns `None` when the run made no call.
+    pub fn new(items: u64, run: &LoadRun, server_cpu_seconds: f64) -> Option<Self> {
+        let elapsed_seconds = run.elapsed.as_secs_f64();
+        Some(Self {
+            items,
+            elapsed_seconds,
+            per_second: items as f64 / elapsed_seconds,
+            call_latency_ms: Summary::of(&run.latencies_ms)?,
+            server_cpu_seconds,
+            server_cpu_us_per_item: server_cpu_seconds * 1e6 / items.max(1) as f64,
+        })
+    }
+}
+
+impl fmt::Display for Throughput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "throughput:  {:.0}/s ({} in {:.2} s)",
+            self.per_second, self.items, self.elapsed_seconds
+        )?;
+        writeln!(f, "call:        {}", DisplayMs(&self.call_latency_ms))?;
+        writeln!(
+            f,
+            "server CPU:  {:.2} s, {:.1} µs per item",
+            self.server_cpu_seconds, self.server_cpu_us_per_item
+        )
+    }
 }
 
 /// Report of `signet-bench propagation`.
@@ -102,11 +158,7 @@ impl fmt::Display for PropagationReport {
             f,
             "entry created -> X509-SVID on an open FetchX509SVID stream"
         )?;
-        writeln!(
-            f,
-            "machine:    {} CPUs, {}",
-            self.machine.cpus, self.machine.cpu_model
-        )?;
+        writeln!(f, "machine:    {}", self.machine)?;
         writeln!(f, "entries:    {}, created one after another", self.entries)?;
         writeln!(f, "latency:    {}", DisplayMs(&self.latency_ms))?;
         writeln!(f, "create RPC: {}", DisplayMs(&self.create_ms))?;
@@ -146,17 +198,32 @@ impl fmt::Display for PropagationReport {
 impl Machine {
     /// Reads the CPU count and model of this host.
     pub fn detect() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let cpus = online_cpus();
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|cpuinfo| model_name(&cpuinfo))
             .unwrap_or_else(|| "unknown".to_owned());
-        Self { cpus, cpu_model }
+        Self {
+            cpus,
+            cpu_model,
+            load_average: load_average(),
+        }
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} CPUs, {}", self.cpus, self.cpu_model)?;
+        if let Some(load) = self.load_average {
+            write!(f, ", load average {load:.2}")?;
+        }
+        Ok(())
     }
 }
 
 /// A summary printed as `p50 1.2 ms  p90 ...`.
-struct DisplayMs<'a>(&'a Summary);
+#[derive(Debug)]
+pub struct DisplayMs<'a>(pub &'a Summary);
 
 impl fmt::Display for DisplayMs<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

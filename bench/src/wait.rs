@@ -19,6 +19,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 /// Maximum pause between two checks.
 const MAX_PAUSE: Duration = Duration::from_millis(200);
+/// Pause between two checks of [`until_closely`].
+const CLOSE_PAUSE: Duration = Duration::from_millis(1);
 
 /// Runs `check` until it returns `Ok`, and returns its value.
 ///
@@ -26,13 +28,46 @@ const MAX_PAUSE: Duration = Duration::from_millis(200);
 ///
 /// Fails at once when `check` fails with [`ProcessExited`]. Otherwise fails once `timeout` has
 /// passed, with the last error of `check` and `condition` in the message.
-pub async fn until<T, F, Fut>(condition: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+pub async fn until<T, F, Fut>(condition: &str, timeout: Duration, check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    retry(condition, timeout, (FIRST_PAUSE, MAX_PAUSE), check).await
+}
+
+/// Runs `check` every [`CLOSE_PAUSE`] until it returns `Ok`, for a start time measured to the
+/// millisecond rather than to the growing pauses of [`until`].
+///
+/// # Errors
+///
+/// As for [`until`].
+pub async fn until_closely<T, F, Fut>(
+    condition: &str,
+    timeout: Duration,
+    check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    retry(condition, timeout, (CLOSE_PAUSE, CLOSE_PAUSE), check).await
+}
+
+/// Runs `check` until it succeeds, pausing `pauses.0` after the first failure and doubling the
+/// pause up to `pauses.1`.
+async fn retry<T, F, Fut>(
+    condition: &str,
+    timeout: Duration,
+    pauses: (Duration, Duration),
+    mut check: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
     let deadline = Instant::now() + timeout;
-    let mut pause = FIRST_PAUSE;
+    let (mut pause, max_pause) = pauses;
     loop {
         let error = match check().await {
             Ok(value) => return Ok(value),
@@ -43,7 +78,7 @@ where
             bail!("timed out after {timeout:?} waiting for {condition}: {error:#}");
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(MAX_PAUSE);
+        pause = (pause * 2).min(max_pause);
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::{Stream, StreamExt};
+use signet_proto::spire::api::types::Selector;
 use spiffe::{SpiffeId, WorkloadApiClient, X509Context};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -115,6 +116,14 @@ async fn forward(
         if sender.send(delivery).is_err() {
             break;
         }
+    }
+}
+
+/// Returns the selector the agent's `unix` attestor gives this process.
+pub fn own_uid_selector() -> Selector {
+    Selector {
+        r#type: "unix".to_owned(),
+        value: format!("uid:{}", nix::unistd::getuid()),
     }
 }
 
