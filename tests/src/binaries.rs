@@ -1,7 +1,7 @@
 //! Locates the `signet-server` and `signet-agent` binaries that `cargo build --bins` produced.
 
 use std::env;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
@@ -15,7 +15,7 @@ pub const SERVER: &str = "signet-server";
 pub const AGENT: &str = "signet-agent";
 
 /// Returns the path of the binary `name`, from `$SIGNET_BIN_DIR` or else from the Cargo target
-/// directory this test executable was built into.
+/// directory the running executable was built into.
 ///
 /// # Errors
 ///
@@ -37,11 +37,16 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
 
-    // Test executables live in `<target>/<profile>/deps/`, the binaries one level up.
-    let exe = env::current_exe().context("locating the test executable")?;
-    let profile_dir = exe
+    // Test executables live in `<target>/<profile>/deps/`, the binaries one level up. Programs
+    // that use the harness, such as the example scenarios, are binaries themselves.
+    let exe = env::current_exe().context("locating the running executable")?;
+    let exe_dir = exe
         .parent()
-        .and_then(Path::parent)
-        .with_context(|| format!("test executable {} has no profile directory", exe.display()))?;
+        .with_context(|| format!("executable {} has no directory", exe.display()))?;
+    let profile_dir = if exe_dir.ends_with("deps") {
+        exe_dir.parent().unwrap_or(exe_dir)
+    } else {
+        exe_dir
+    };
     Ok(profile_dir.to_path_buf())
 }

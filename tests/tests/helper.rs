@@ -10,7 +10,8 @@ use rcgen::{KeyPair, PublicKeyData};
 use signet_e2e::files::mode;
 use signet_e2e::process::Process;
 use signet_e2e::wait::{PROPAGATION_TIMEOUT, eventually};
-use signet_e2e::{Deployment, binaries, svid};
+use signet_e2e::{Deployment, ServerOptions, binaries, svid};
+use spiffe::{JwtBundle, JwtBundleSet, JwtSvid, TrustDomain};
 use tokio::process::Command;
 
 /// Entry TTL in the rotation tests: the agent renews at half of it.
@@ -27,6 +28,12 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// Bound for two updates: one full TTL plus room for a slow machine.
 const ROTATION_TIMEOUT: Duration = Duration::from_secs(SHORT_SVID_TTL_SECS + 25);
+
+/// Server default JWT-SVID TTL in the JWT refresh test.
+const SHORT_JWT_TTL_SECS: u64 = 6;
+
+/// Bound for a JWT-SVID refresh: one full TTL plus room for a slow machine.
+const JWT_REFRESH_TIMEOUT: Duration = Duration::from_secs(SHORT_JWT_TTL_SECS + 20);
 
 /// Starts `signet-agent helper` in daemon mode against the deployment's agent, writing into
 /// `dir/certs` and logging to `dir/helper.log`.
@@ -66,6 +73,18 @@ fn counting_command(dir: &Path) -> anyhow::Result<Vec<String>> {
         "--cmd-args".to_owned(),
         format!("{} {}", script.display(), runs.display()),
     ])
+}
+
+/// Reads the JWK Set file of `trust_domain` into a bundle set.
+fn jwt_bundles(path: &Path, trust_domain: &str) -> anyhow::Result<JwtBundleSet> {
+    let jwks = std::fs::read(path)?;
+    let bundle = JwtBundle::from_jwt_authorities(TrustDomain::new(trust_domain)?, &jwks)?;
+    Ok(std::iter::once(bundle).collect())
+}
+
+/// Returns the claims of a token without verifying it, for checks on `iat` and `exp`.
+fn claims(token: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(jsonwebtoken::dangerous::insecure_decode_claims(token)?)
 }
 
 fn line_count(path: &Path) -> usize {
@@ -329,4 +348,117 @@ async fn unknown_config_key_exits_64() {
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("renew_signa"), "{stderr}");
+}
+
+#[tokio::test]
+async fn one_shot_writes_jwt_svid_and_jwt_bundle() {
+    let deployment = Deployment::start().await.unwrap();
+    deployment.fetch_x509_context().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_dir = dir.path().join("certs");
+
+    let output = deployment
+        .agent
+        .cli(&[
+            "helper",
+            "--one-shot",
+            "--cert-dir",
+            &cert_dir.display().to_string(),
+            "--jwt-svid",
+            "orders=orders.token",
+            "--jwt-bundle-file-name",
+            "jwt_bundle.json",
+        ])
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "helper --one-shot failed: {stderr}"
+    );
+
+    let token = std::fs::read_to_string(cert_dir.join("orders.token")).unwrap();
+    assert!(!stderr.contains(&token), "the token was logged");
+    let bundles = jwt_bundles(&cert_dir.join("jwt_bundle.json"), "example.org").unwrap();
+    let svid = JwtSvid::parse_and_validate(&token, &bundles, &["orders"]).unwrap();
+    assert_eq!(svid.spiffe_id().to_string(), deployment.workload_id);
+    assert_eq!(svid.audience(), ["orders"]);
+    assert!(JwtSvid::parse_and_validate(&token, &bundles, &["billing"]).is_err());
+
+    assert_eq!(mode(&cert_dir.join("orders.token")).unwrap(), 0o600);
+    assert_eq!(mode(&cert_dir.join("jwt_bundle.json")).unwrap(), 0o644);
+    assert_eq!(mode(&cert_dir.join("svid_key.pem")).unwrap(), 0o600);
+}
+
+#[tokio::test]
+async fn daemon_refreshes_jwt_svid_before_expiry() {
+    let options = ServerOptions {
+        extra_args: vec![
+            "--default-jwt-svid-ttl".to_owned(),
+            format!("{SHORT_JWT_TTL_SECS}s"),
+        ],
+        ..ServerOptions::default()
+    };
+    let deployment = Deployment::start_with(options, None).await.unwrap();
+    deployment.fetch_x509_context().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("certs").join("orders.token");
+    let bundle_file = dir.path().join("certs").join("jwt_bundle.json");
+    let mut helper = start_helper(
+        &deployment,
+        dir.path(),
+        &[
+            "--jwt-svid",
+            "orders=orders.token",
+            "--jwt-bundle-file-name",
+            "jwt_bundle.json",
+        ],
+    )
+    .unwrap();
+
+    let first = eventually("the first JWT-SVID file", PROPAGATION_TIMEOUT, || async {
+        Ok(std::fs::read_to_string(&token_file)?)
+    })
+    .await
+    .unwrap();
+    let second = eventually("a refreshed JWT-SVID", JWT_REFRESH_TIMEOUT, || async {
+        let token = std::fs::read_to_string(&token_file)?;
+        ensure!(token != first, "the file still holds the first token");
+        Ok(token)
+    })
+    .await
+    .unwrap();
+
+    eventually(
+        "a JWT bundle file that verifies the token",
+        PROPAGATION_TIMEOUT,
+        || async {
+            let bundles = jwt_bundles(&bundle_file, "example.org")?;
+            JwtSvid::parse_and_validate(&second, &bundles, &["orders"])?;
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(mode(&bundle_file).unwrap(), 0o644);
+    let log = helper.log();
+    assert!(
+        !log.contains(&first) && !log.contains(&second),
+        "a token was logged"
+    );
+    let (first, second) = (claims(&first).unwrap(), claims(&second).unwrap());
+    assert!(
+        second["iat"].as_i64().unwrap() < first["exp"].as_i64().unwrap(),
+        "the new token was issued only after the old one expired: {first} {second}"
+    );
+    assert!(
+        second["aud"] == serde_json::json!(["orders"]) || second["aud"] == "orders",
+        "{second}"
+    );
+    assert_eq!(mode(&token_file).unwrap(), 0o600);
+    let status = helper.stop().await.unwrap();
+    assert!(
+        status.success(),
+        "helper exited with {status} after SIGTERM"
+    );
 }

@@ -13,6 +13,7 @@ use spiffe::{JwtBundleSet, JwtSvid};
 use zeroize::Zeroizing;
 
 use super::{FetchJwtArgs, FetchJwtBundleArgs, OutputFormat, ValidateJwtArgs, connect, describe};
+use crate::helper::jwt::jwk_set;
 
 /// One fetched JWT-SVID. It contains the token, because printing it is what the command is for.
 #[derive(Debug, Serialize)]
@@ -174,15 +175,7 @@ fn print_svids(reports: &[JwtSvidReport]) {
 fn jwk_sets(bundles: &JwtBundleSet) -> anyhow::Result<BTreeMap<String, Value>> {
     let mut sets = BTreeMap::new();
     for (trust_domain, bundle) in bundles.iter() {
-        let keys = bundle
-            .jwt_authorities()
-            .map(|authority| serde_json::from_slice(authority.jwk_json()))
-            .collect::<Result<Vec<Value>, _>>()
-            .with_context(|| format!("the JWT bundle of {trust_domain} holds invalid JSON"))?;
-        sets.insert(
-            trust_domain.id_string(),
-            serde_json::json!({ "keys": keys }),
-        );
+        sets.insert(trust_domain.id_string(), jwk_set(bundle)?);
     }
     Ok(sets)
 }

@@ -9,6 +9,7 @@ use signet_core::config::{ConfigError, read_toml};
 use signet_core::fs::{PUBLIC_FILE_MODE, SECRET_FILE_MODE};
 use spiffe::transport::Endpoint;
 
+use super::jwt_config::{JwtArgs, JwtFileSettings, JwtPlan, JwtSvidSetting};
 use super::notify::parse_signal;
 use crate::cli::EndpointArgs;
 
@@ -70,6 +71,8 @@ pub struct HelperArgs {
     /// [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub add_intermediates_to_bundle: Option<bool>,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
 }
 
 /// Keys of the config file, named as in spiffe-helper.
@@ -89,12 +92,17 @@ struct FileSettings {
     cert_file_mode: Option<FileMode>,
     key_file_mode: Option<FileMode>,
     add_intermediates_to_bundle: Option<bool>,
+    #[serde(default)]
+    jwt_svids: Vec<JwtSvidSetting>,
+    jwt_bundle_file_name: Option<String>,
+    jwt_svid_file_mode: Option<FileMode>,
+    jwt_bundle_file_mode: Option<FileMode>,
 }
 
 /// A file mode in the config file: an integer (write `0o644` in TOML) or an octal string.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum FileMode {
+pub(super) enum FileMode {
     Number(u32),
     Octal(String),
 }
@@ -104,8 +112,10 @@ enum FileMode {
 pub struct HelperConfig {
     /// Workload API endpoint.
     pub endpoint: Endpoint,
-    /// The files to write and their modes.
+    /// The X.509 files to write and their modes.
     pub files: FilePlan,
+    /// The JWT files to keep current; empty unless configured.
+    pub jwt: JwtPlan,
     /// Signal and command to send and run after each update.
     pub notify: NotifyConfig,
     /// Keep running (true) or write once and exit (false).
@@ -191,6 +201,17 @@ impl HelperConfig {
                 "svid_file_name, svid_key_file_name and svid_bundle_file_name must differ",
             ));
         }
+        let jwt = JwtPlan::merge(
+            args.jwt,
+            JwtFileSettings {
+                jwt_svids: file.jwt_svids,
+                jwt_bundle_file_name: file.jwt_bundle_file_name,
+                jwt_svid_file_mode: file.jwt_svid_file_mode,
+                jwt_bundle_file_mode: file.jwt_bundle_file_mode,
+            },
+            &cert_dir,
+            &[&svid_name, &key_name, &bundle_name],
+        )?;
         let files = FilePlan {
             svid_file: cert_dir.join(svid_name),
             key_file: cert_dir.join(key_name),
@@ -228,6 +249,7 @@ impl HelperConfig {
         Ok(Self {
             endpoint,
             files,
+            jwt,
             notify,
             daemon_mode,
         })
@@ -256,7 +278,7 @@ fn endpoint(flags: &EndpointArgs, agent_address: Option<&str>) -> Result<Endpoin
 }
 
 /// Checks that `name` is a single file name, so every file stays inside `cert_dir`.
-fn file_name(key: &'static str, name: String) -> Result<String, ConfigError> {
+pub(super) fn file_name(key: &'static str, name: String) -> Result<String, ConfigError> {
     let path = Path::new(&name);
     if name.is_empty() || name == "." || name == ".." || path.file_name() != Some(path.as_os_str())
     {
@@ -269,7 +291,8 @@ fn file_name(key: &'static str, name: String) -> Result<String, ConfigError> {
     Ok(name)
 }
 
-fn mode(
+/// Returns the mode from the flag, else the file, else `default`, checked to be at most 0777.
+pub(super) fn mode(
     key: &'static str,
     flag: Option<FileMode>,
     file: Option<FileMode>,

@@ -4,6 +4,7 @@ use clap::Parser;
 
 use super::*;
 use crate::cli::{Cli, Command};
+use crate::helper::jwt_config::JwtSvidFile;
 
 fn parse(args: &[&str]) -> HelperArgs {
     let cli = Cli::try_parse_from(["signet-agent", "helper"].iter().chain(args)).unwrap();
@@ -150,4 +151,137 @@ fn invalid_values_are_named() {
 fn signal_needs_a_pid_file() {
     let error = HelperConfig::from_args(parse(&["--cert-dir", "/c", "--renew-signal", "SIGHUP"]));
     assert!(error.unwrap_err().to_string().contains("pid_file_name"));
+}
+
+#[test]
+fn jwt_files_are_off_by_default() {
+    let config = HelperConfig::from_args(parse(&["--cert-dir", "/c"])).unwrap();
+    assert!(config.jwt.is_empty());
+    assert_eq!(config.jwt.svid_file_mode, 0o600);
+    assert_eq!(config.jwt.bundle_file_mode, 0o644);
+}
+
+#[test]
+fn jwt_files_take_spiffe_helper_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(
+        dir.path(),
+        r#"
+cert_dir = "/c"
+jwt_bundle_file_name = "jwt_bundle.json"
+jwt_svids = [
+    { jwt_audience = "orders", jwt_svid_file_name = "orders.token" },
+    { jwt_audience = "a", jwt_extra_audiences = ["b", "c"], jwt_svid_file_name = "abc.token" },
+]
+jwt_svid_file_mode = 0o400
+jwt_bundle_file_mode = "0640"
+"#,
+    );
+    let config = HelperConfig::from_args(parse(&["--config", &path])).unwrap();
+    assert_eq!(
+        config.jwt.svids,
+        [
+            JwtSvidFile {
+                audience: vec!["orders".to_owned()],
+                path: "/c/orders.token".into(),
+            },
+            JwtSvidFile {
+                audience: vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
+                path: "/c/abc.token".into(),
+            },
+        ]
+    );
+    assert_eq!(
+        config.jwt.bundle_file.as_deref(),
+        Some(Path::new("/c/jwt_bundle.json"))
+    );
+    assert_eq!(config.jwt.svid_file_mode, 0o400);
+    assert_eq!(config.jwt.bundle_file_mode, 0o640);
+}
+
+#[test]
+fn jwt_svid_flags_replace_the_file_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(
+        dir.path(),
+        r#"
+cert_dir = "/c"
+jwt_svids = [{ jwt_audience = "x", jwt_svid_file_name = "x.token" }]
+"#,
+    );
+    let config = HelperConfig::from_args(parse(&[
+        "--config",
+        &path,
+        "--jwt-svid",
+        "spiffe://example.org/db?a=b=db.token",
+        "--jwt-svid",
+        "orders=orders.token",
+    ]))
+    .unwrap();
+    let files: Vec<(&[String], &Path)> = config
+        .jwt
+        .svids
+        .iter()
+        .map(|file| (file.audience.as_slice(), file.path.as_path()))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (
+                ["spiffe://example.org/db?a=b".to_owned()].as_slice(),
+                Path::new("/c/db.token")
+            ),
+            (
+                ["orders".to_owned()].as_slice(),
+                Path::new("/c/orders.token")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn invalid_jwt_settings_are_named() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["--jwt-svid", "orders"], "orders"),
+        (&["--jwt-svid", "=orders.token"], "=orders.token"),
+        (&["--jwt-svid", "orders=../orders.token"], "../orders.token"),
+        (&["--jwt-svid", "orders=svid.pem"], "svid.pem"),
+        (
+            &["--jwt-svid", "a=t", "--jwt-bundle-file-name", "t"],
+            "jwt_bundle_file_name",
+        ),
+        (&["--jwt-svid-file-mode", "0800"], "0800"),
+    ];
+    for (case, named) in cases {
+        let mut args = vec!["--cert-dir", "/c"];
+        args.extend_from_slice(case);
+        let error = HelperConfig::from_args(parse(&args)).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::Invalid { .. }),
+            "{case:?}: {error:?}"
+        );
+        assert!(error.to_string().contains(named), "{case:?}: {error}");
+    }
+}
+
+#[test]
+fn blank_jwt_audience_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(
+        dir.path(),
+        "cert_dir = \"/c\"\njwt_svids = [{ jwt_audience = \" \", jwt_svid_file_name = \"t\" }]\n",
+    );
+    let error = HelperConfig::from_args(parse(&["--config", &path])).unwrap_err();
+    assert!(error.to_string().contains("jwt_audience"), "{error}");
+}
+
+#[test]
+fn unknown_jwt_svid_key_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(
+        dir.path(),
+        "cert_dir = \"/c\"\njwt_svids = [{ jwt_audience = \"a\", jwt_file = \"t\" }]\n",
+    );
+    let error = HelperConfig::from_args(parse(&["--config", &path])).unwrap_err();
+    assert!(error.to_string().contains("jwt_file"), "{error}");
 }

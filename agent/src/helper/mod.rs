@@ -1,28 +1,27 @@
 //! `signet-agent helper`: writes the caller's X509-SVID, key and bundle to files for software
-//! that cannot speak the Workload API, and signals a process or runs a command after each
-//! update, as SPIRE's spiffe-helper does.
+//! that cannot speak the Workload API, and optionally JWT-SVIDs and the JWT bundle. After each
+//! X.509 update it signals a process or runs a command, as SPIRE's spiffe-helper does.
 
 pub mod config;
 pub mod files;
+pub mod jwt;
+pub mod jwt_config;
 pub mod notify;
+pub mod supervise;
 
 use std::future::Future;
-use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
+use futures::future::join_all;
+use spiffe::transport::Endpoint;
 use spiffe::{WorkloadApiClient, X509Context};
 
 use crate::cli::describe;
 
 pub use self::config::{HelperArgs, HelperConfig};
 use self::files::Material;
-
-/// First wait before reconnecting to an unreachable agent.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Maximum wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use self::supervise::Supervision;
 
 /// Runs the helper until `shutdown` completes (daemon mode) or after the first write (one shot).
 ///
@@ -41,59 +40,60 @@ pub async fn run(config: HelperConfig, shutdown: impl Future<Output = ()>) -> an
     }
 }
 
+/// Writes every file once, then signals and runs the command.
 async fn one_shot(config: &HelperConfig) -> anyhow::Result<()> {
-    let client = connect(config).await?;
+    let client = connect(&config.endpoint).await?;
     let context = client
         .fetch_x509_context()
         .await
         .context("fetching the X509-SVID from the Workload API failed")?;
-    update(config, &context).await
+    write_x509(config, &context)?;
+    jwt::write_once(&client, &config.jwt).await?;
+    notify::notify(&config.notify)
+        .await
+        .context("notifying after the update failed")
 }
 
-/// Follows the Workload API stream forever, reconnecting with backoff after errors.
+/// Keeps every file current forever: the X.509 files, the JWT bundle file and each JWT-SVID
+/// file are followed independently, so an error in one does not hold up the others.
 async fn daemon(config: &HelperConfig) {
-    let mut backoff = FIRST_BACKOFF;
-    let mut in_outage = false;
+    let bundle = async {
+        if let Some(path) = &config.jwt.bundle_file {
+            jwt::keep_bundle_current(&config.endpoint, &config.jwt, path).await;
+        }
+    };
+    let svids = join_all(
+        config
+            .jwt
+            .svids
+            .iter()
+            .map(|file| jwt::keep_svid_current(&config.endpoint, &config.jwt, file)),
+    );
+    tokio::join!(keep_x509_current(config), bundle, svids);
+}
+
+/// Follows the X.509 context stream forever, reconnecting with backoff after errors.
+async fn keep_x509_current(config: &HelperConfig) {
+    let mut supervision = Supervision::new("X.509 context");
     loop {
-        let error = match follow(config, &mut in_outage, &mut backoff).await {
+        let error = match follow(config, &mut supervision).await {
             Ok(()) => anyhow::anyhow!("the agent closed the stream"),
             Err(error) => error,
         };
-        if in_outage {
-            tracing::debug!(
-                error = format!("{error:#}"),
-                "The Workload API is still unavailable"
-            );
-        } else {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "The Workload API is unavailable; retrying with backoff"
-            );
-            in_outage = true;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        supervision.failed(&error).await;
     }
 }
 
 /// Connects and applies every update of the stream until it ends or fails.
-async fn follow(
-    config: &HelperConfig,
-    in_outage: &mut bool,
-    backoff: &mut Duration,
-) -> anyhow::Result<()> {
-    let client = connect(config).await?;
+async fn follow(config: &HelperConfig, supervision: &mut Supervision) -> anyhow::Result<()> {
+    let client = connect(&config.endpoint).await?;
     let mut updates = client
         .stream_x509_contexts()
         .await
         .context("watching the Workload API failed")?;
     while let Some(context) = updates.next().await {
         let context = context.context("the Workload API stream failed")?;
-        if *in_outage {
-            tracing::info!("The Workload API is available again");
-            *in_outage = false;
-        }
-        *backoff = FIRST_BACKOFF;
+        supervision.succeeded();
         if let Err(error) = update(config, &context).await {
             tracing::error!(error = format!("{error:#}"), "Failed to apply the update");
         }
@@ -101,8 +101,16 @@ async fn follow(
     Ok(())
 }
 
-/// Writes the files for `context`, then signals and runs the command.
+/// Writes the X.509 files for `context`, then signals and runs the command.
 async fn update(config: &HelperConfig, context: &X509Context) -> anyhow::Result<()> {
+    write_x509(config, context)?;
+    notify::notify(&config.notify)
+        .await
+        .context("notifying after the update failed")
+}
+
+/// Writes the X509-SVID, key and bundle files for `context`.
+fn write_x509(config: &HelperConfig, context: &X509Context) -> anyhow::Result<()> {
     let material = Material::from_context(context)?;
     files::write_all(&files::plan(&config.files, &material))?;
     tracing::info!(
@@ -111,19 +119,17 @@ async fn update(config: &HelperConfig, context: &X509Context) -> anyhow::Result<
         cert_dir = %config.files.cert_dir.display(),
         "Wrote the X509-SVID files"
     );
-    notify::notify(&config.notify)
-        .await
-        .context("notifying after the update failed")
+    Ok(())
 }
 
-async fn connect(config: &HelperConfig) -> anyhow::Result<WorkloadApiClient> {
-    WorkloadApiClient::connect(config.endpoint.clone())
+async fn connect(endpoint: &Endpoint) -> anyhow::Result<WorkloadApiClient> {
+    WorkloadApiClient::connect(endpoint.clone())
         .await
         .with_context(|| {
             format!(
                 "connecting to the Workload API at {} failed (is signet-agent running with \
                  this socket path?)",
-                describe(&config.endpoint)
+                describe(endpoint)
             )
         })
 }
