@@ -11,7 +11,10 @@ const PROTOS: &[&str] = &[
     "proto/spire/api/server/svid/v1/svid.proto",
     "proto/spire/api/server/localauthority/v1/localauthority.proto",
     "proto/signet/server/sync/v1/sync.proto",
+    "proto/signet/server/svid/v1/svid.proto",
     "proto/signet/server/registration/v1/registration.proto",
+    "proto/signet/server/diagnostics/v1/diagnostics.proto",
+    "proto/signet/agent/debug/v1/debug.proto",
 ];
 
 fn main() -> Result<(), Box<dyn StdError>> {

@@ -5,15 +5,19 @@
 //! sees a bundle from one revision beside identities from another. The Workload API subscribes
 //! and pushes each new snapshot to its streams.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use rustls::pki_types::CertificateDer;
 use signet_core::selector::Selector;
+use signet_core::template::SpiffeIdTemplate;
 use spiffe::{SpiffeId, TrustDomain};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
+
+use crate::demand::SvidDemand;
 
 /// Everything the Workload API serves, replaced whole on every change.
 #[derive(Clone, Debug)]
@@ -31,19 +35,23 @@ pub struct Snapshot {
     pub revision: u64,
 }
 
-/// One registration entry this agent may serve, with its current X509-SVID.
+/// One registration entry this agent may serve, with its current X509-SVIDs.
 #[derive(Clone, Debug)]
 pub struct Identity {
     /// ID of the registration entry on the server.
     pub entry_id: String,
-    /// SPIFFE ID of the SVIDs minted for this entry.
-    pub spiffe_id: SpiffeId,
+    /// SPIFFE ID of the SVIDs minted for this entry, or the template that each workload's
+    /// selectors fill in.
+    pub spiffe_id: SpiffeIdTemplate,
     /// Selectors a workload must all have to receive this identity.
     pub selectors: Vec<Selector>,
     /// Operator-chosen label that lets a workload tell its SVIDs apart (may be empty).
     pub hint: String,
-    /// None until the first SVID for this entry has been signed.
+    /// None until the first SVID for this entry has been signed, and always None for a template.
     pub svid: Option<Arc<X509SvidMaterial>>,
+    /// X509-SVIDs of a template entry, keyed by the concrete SPIFFE ID each was signed for. Empty
+    /// for a plain entry.
+    pub expanded_svids: BTreeMap<SpiffeId, Arc<X509SvidMaterial>>,
 }
 
 /// A signed X509-SVID with its private key.
@@ -74,6 +82,14 @@ pub struct JwtAuthority {
 #[derive(Clone, Debug)]
 pub struct Cache {
     sender: watch::Sender<Arc<Snapshot>>,
+    /// Time of the last sync with the server that succeeded, None before the first one. A sync
+    /// that changes nothing publishes no snapshot, so this is kept apart from the snapshot.
+    last_sync: watch::Sender<Option<SystemTime>>,
+    /// Concrete SPIFFE IDs of template entries that workloads currently need X509-SVIDs for.
+    demand: Arc<SvidDemand>,
+    /// Expiry of each X509-SVID that sync withdrew because the server did not renew it in time,
+    /// by SPIFFE ID, so that `explain` can tell an expired SVID from one never signed.
+    expired: Arc<Mutex<BTreeMap<SpiffeId, SystemTime>>>,
 }
 
 // === impl Snapshot ===
@@ -93,6 +109,15 @@ impl Snapshot {
     /// Returns true once the agent has received a bundle from the server.
     pub fn is_synced(&self) -> bool {
         !self.bundle.is_empty()
+    }
+}
+
+// === impl Identity ===
+
+impl Identity {
+    /// Returns every X509-SVID of the entry: its own, or those of its template's expansions.
+    pub fn svids(&self) -> impl Iterator<Item = &Arc<X509SvidMaterial>> {
+        self.svid.iter().chain(self.expanded_svids.values())
     }
 }
 
@@ -121,7 +146,13 @@ impl Cache {
     /// Creates a cache holding [`Snapshot::empty`] for `trust_domain`.
     pub fn new(trust_domain: TrustDomain) -> Self {
         let (sender, _receiver) = watch::channel(Arc::new(Snapshot::empty(trust_domain)));
-        Self { sender }
+        let (last_sync, _receiver) = watch::channel(None);
+        Self {
+            sender,
+            last_sync,
+            demand: Arc::default(),
+            expired: Arc::default(),
+        }
     }
 
     /// Replaces the snapshot and wakes every subscriber.
@@ -133,6 +164,44 @@ impl Cache {
         self.sender.send_replace(Arc::new(snapshot));
     }
 
+    /// Records that a sync with the server succeeded at `at`, whether it changed anything or not.
+    pub fn record_sync(&self, at: SystemTime) {
+        self.last_sync.send_replace(Some(at));
+    }
+
+    /// Records that the X509-SVIDs `withdrawn` (SPIFFE ID and expiry) expired before renewal,
+    /// and removes earlier records of SPIFFE IDs that have a valid X509-SVID again.
+    pub fn record_expired(&self, withdrawn: Vec<(SpiffeId, SystemTime)>, now: SystemTime) {
+        let current = self.current();
+        let has_valid_svid = |spiffe_id: &SpiffeId| {
+            current.identities.iter().any(|identity| {
+                let own = identity.spiffe_id.spiffe_id() == Some(spiffe_id);
+                let svid = if own {
+                    identity.svid.as_ref()
+                } else {
+                    identity.expanded_svids.get(spiffe_id)
+                };
+                svid.is_some_and(|svid| svid.expires_at > now)
+            })
+        };
+        let mut expired = self.expired.lock().unwrap_or_else(PoisonError::into_inner);
+        expired.retain(|spiffe_id, _| !has_valid_svid(spiffe_id));
+        expired.extend(withdrawn);
+    }
+
+    /// Returns when the X509-SVID for `spiffe_id` expired before the server renewed it, if sync
+    /// withdrew it and no new one replaced it since.
+    pub fn expired_at(&self, spiffe_id: &SpiffeId) -> Option<SystemTime> {
+        let expired = self.expired.lock().unwrap_or_else(PoisonError::into_inner);
+        expired.get(spiffe_id).copied()
+    }
+
+    /// Returns the requests of the Workload API for X509-SVIDs of template entries, which sync
+    /// signs and renews.
+    pub fn demand(&self) -> &Arc<SvidDemand> {
+        &self.demand
+    }
+
     /// Returns a receiver of the current snapshot and every later one.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.sender.subscribe()
@@ -141,6 +210,12 @@ impl Cache {
     /// Returns the current snapshot.
     pub fn current(&self) -> Arc<Snapshot> {
         Arc::clone(&self.sender.borrow())
+    }
+
+    /// Returns the time of the last successful sync with the server, or None when this cache has
+    /// not synced yet (a snapshot restored from disk does not count).
+    pub fn last_sync(&self) -> Option<SystemTime> {
+        *self.last_sync.borrow()
     }
 }
 
@@ -178,6 +253,19 @@ mod tests {
         cache.publish(snapshot);
         receiver.changed().await.unwrap();
         assert_eq!(receiver.borrow_and_update().revision, 2);
+    }
+
+    #[test]
+    fn last_sync_is_shared_by_clones() {
+        let cache = Cache::new(trust_domain());
+        assert_eq!(cache.last_sync(), None);
+
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        // Sync records through its own clone of the cache.
+        let record_in = |syncing: Cache| syncing.record_sync(at);
+        record_in(cache.clone());
+
+        assert_eq!(cache.last_sync(), Some(at));
     }
 
     #[test]

@@ -5,8 +5,12 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod debug_api;
+pub mod demand;
+pub mod health;
 pub mod helper;
 pub mod jwt;
+pub mod metrics;
 pub mod node;
 pub mod persist;
 pub mod run;

@@ -9,14 +9,19 @@ use signet_agent::cli::{self, Cli, Command};
 use signet_agent::config::{AgentConfig, RunArgs};
 use signet_agent::helper::{self, HelperArgs, HelperConfig};
 use signet_agent::run;
-use signet_core::process::{EXIT_INVALID_CONFIG, init_tracing, shutdown_signal};
+use signet_core::process::{
+    EXIT_EXPLAIN_FAILED, EXIT_INVALID_CONFIG, init_tracing, shutdown_signal, usage_exit,
+};
 use tokio::runtime::Runtime;
 
 /// Log filter when `SIGNET_LOG` is unset: our crates at info, everything else at warn.
 const DEFAULT_LOG_FILTER: &str = "warn,signet_agent=info,signet_core=info";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_exit(&error),
+    };
     init_tracing(DEFAULT_LOG_FILTER);
     // Another provider can only be installed already if this process did it, so the error is
     // harmless.
@@ -34,6 +39,7 @@ fn main() -> ExitCode {
         Command::Api(command) => runtime.block_on(cli::run_api(command)),
         Command::Healthcheck(args) => runtime.block_on(cli::healthcheck(&args)),
         Command::Helper(args) => return run_helper(&runtime, args),
+        Command::Explain(args) => return explain(&runtime, &args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,6 +89,19 @@ fn run_agent(runtime: &Runtime, args: RunArgs) -> ExitCode {
             tracing::error!(error = format!("{error:#}"), "Agent failed");
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exits 0 when the workload receives an identity, 1 when it does not, and
+/// [`EXIT_EXPLAIN_FAILED`] when the agent could not explain it.
+fn explain(runtime: &Runtime, args: &cli::ExplainArgs) -> ExitCode {
+    match runtime.block_on(cli::explain(args)) {
+        Ok(cli::Verdict::Issue) => ExitCode::SUCCESS,
+        Ok(cli::Verdict::NoIdentity) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error));
+            ExitCode::from(EXIT_EXPLAIN_FAILED)
         }
     }
 }

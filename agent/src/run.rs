@@ -2,33 +2,41 @@
 //! Workload API until shutdown.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
+use signet_core::admin_socket;
 use signet_core::ids::redacted_agent_id;
+use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use crate::cache::Cache;
 use crate::config::AgentConfig;
+use crate::debug_api;
+use crate::health::Telemetry;
 use crate::jwt::JwtSigner;
+use crate::metrics::Serving;
 use crate::node::{DataDirLock, Node, Rejection};
 use crate::persist::WorkloadStore;
 use crate::sync;
-use crate::workload_api::{WorkloadApiListener, prepare_socket_path};
+use crate::workload_api::WorkloadApiListener;
 
 /// Runs the agent until `shutdown` completes or its SVID expires without renewal.
 ///
 /// When the server has no record of the agent (it was evicted), the agent attests again with the
-/// configured join token, or stops without one. Either way, and when the server banned the
-/// agent, it deletes its stored workload SVIDs.
+/// configured join token, or stops without one. When the server banned the agent, it attests
+/// again only with a join token other than the one it attested with, and stops otherwise. In
+/// every case it deletes its stored workload SVIDs.
 ///
 /// # Errors
 ///
-/// A data directory in use by another agent, node attestation failures, a Workload API socket
-/// that cannot be bound or served, an agent SVID that expired because the server could not
-/// renew it, and an agent the server banned or has no record of.
+/// A data directory in use by another agent. A Workload API or admin socket that is in use or
+/// in a directory other users can write to, checked before node attestation. Node attestation
+/// failures, a Workload API socket that cannot be served, an agent SVID that expired because the
+/// server could not renew it, and an agent the server banned or has no record of.
 ///
 /// # Cancel safety
 ///
@@ -39,14 +47,38 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     if !config.persist_workload_svids {
         remove_stored_svids(&config)?;
     }
-    prepare_socket_path(&config.socket_path).context("failed to start the Workload API")?;
+    let telemetry = Telemetry::start(&config).await?;
+    // Binding first means that a socket in use or in an unsafe directory stops the agent before
+    // node attestation uses up a single-use join token.
+    let sockets = Sockets::bind(&config)?;
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut node = tokio::select! {
-        node = Node::start(&config) => Arc::new(node.context("node attestation failed")?),
-        () = &mut shutdown => return Ok(()),
+    let attested = tokio::select! {
+        node = Node::start(&config) => node.context("node attestation failed").map(Some),
+        () = &mut shutdown => Ok(None),
     };
+    let mut node = match attested {
+        Ok(Some(node)) => Arc::new(node),
+        stopped => {
+            sockets.remove(&config);
+            return stopped.map(|_| ());
+        }
+    };
+    let mut bound = Some(sockets);
     loop {
-        let Some(rejection) = serve(&config, Arc::clone(&node), shutdown.as_mut()).await? else {
+        let sockets = match bound.take() {
+            Some(sockets) => sockets,
+            None => Sockets::bind(&config)?,
+        };
+        let serving = serve(
+            &config,
+            Arc::clone(&node),
+            sockets,
+            &telemetry,
+            shutdown.as_mut(),
+        )
+        .await;
+        telemetry.metrics.detach();
+        let Some(rejection) = serving? else {
             return Ok(());
         };
         remove_stored_svids(&config)?;
@@ -62,6 +94,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
 async fn serve(
     config: &AgentConfig,
     node: Arc<Node>,
+    sockets: Sockets,
+    telemetry: &Telemetry,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> anyhow::Result<Option<Rejection>> {
     let cache = Cache::new(config.trust_domain.clone());
@@ -77,10 +111,21 @@ async fn serve(
             None => std::future::pending().await,
         }
     });
-    let listener = WorkloadApiListener::bind(&config.socket_path)
-        .context("failed to start the Workload API")?
-        .with_jwt_signer(Arc::clone(&node) as Arc<dyn JwtSigner>);
-    let mut syncing = std::pin::pin!(sync::run(Arc::clone(&node), cache.clone()));
+    let listener = sockets
+        .workload_api
+        .with_jwt_signer(Arc::clone(&node) as Arc<dyn JwtSigner>)
+        .with_metrics(telemetry.metrics.clone())
+        .with_health(telemetry.health_service.clone());
+    telemetry.metrics.attach(Serving {
+        node: Arc::clone(&node),
+        cache: cache.clone(),
+    });
+    let admin = sockets.admin;
+    let mut syncing = std::pin::pin!(sync::run(
+        Arc::clone(&node),
+        cache.clone(),
+        telemetry.metrics.clone(),
+    ));
 
     let (stop, stopped) = watch::channel(false);
     let serving = listener.serve(cache.clone(), async move {
@@ -89,6 +134,15 @@ async fn serve(
         let _ = stopped.wait_for(|stop| *stop).await;
     });
     let mut serving = std::pin::pin!(serving);
+    let debugging = debug_api::serve(admin, cache.clone(), node.agent_id().clone(), {
+        let mut stopped = stop.subscribe();
+        // An error means the sender is gone, which also means stop.
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    });
+    let mut debugging = std::pin::pin!(debugging);
+    let mut debugging_stopped = false;
     let mut ready = std::pin::pin!(first_sync(cache.clone(), &node, config));
 
     let mut renewal = std::pin::pin!(node.keep_renewed());
@@ -103,11 +157,19 @@ async fn serve(
             rejection = &mut rejected => break Ok(Some(rejection)),
             error = &mut renewal => break Err(anyhow::Error::new(error)),
             result = &mut serving => return result.map(|()| None).context("Workload API failed"),
+            result = &mut debugging => {
+                debugging_stopped = true;
+                break Err(admin_api_stopped(result));
+            }
         }
     };
 
     stop.send_replace(true);
     serving.await.context("Workload API failed")?;
+    if !debugging_stopped {
+        debugging.await.context("admin API failed")?;
+    }
+    remove_socket_file(&config.admin_socket);
     if let (Some(store), Ok(None)) = (&store, &outcome) {
         save_at_shutdown(store, &cache).await;
     }
@@ -120,6 +182,35 @@ async fn serve(
         tracing::info!("Agent stopped");
     }
     outcome
+}
+
+/// The Workload API and admin sockets, bound but not served yet.
+struct Sockets {
+    workload_api: WorkloadApiListener,
+    admin: UnixListener,
+}
+
+impl Sockets {
+    /// Binds both sockets, and removes the Workload API socket again when the admin socket
+    /// cannot be bound.
+    fn bind(config: &AgentConfig) -> anyhow::Result<Self> {
+        let workload_api = WorkloadApiListener::bind(&config.socket_path)
+            .context("failed to start the Workload API")?;
+        let admin = admin_socket::bind(&config.admin_socket)
+            .context("failed to start the admin API")
+            .inspect_err(|_| remove_socket_file(&config.socket_path))?;
+        Ok(Self {
+            workload_api,
+            admin,
+        })
+    }
+
+    /// Closes both sockets unserved and removes their files.
+    fn remove(self, config: &AgentConfig) {
+        drop(self);
+        remove_socket_file(&config.socket_path);
+        remove_socket_file(&config.admin_socket);
+    }
 }
 
 /// Publishes the workload SVIDs a previous run stored, so the Workload API serves them before
@@ -164,6 +255,21 @@ async fn save_at_shutdown(store: &WorkloadStore, cache: &Cache) {
     }
     if let Err(error) = store.save_in_background(snapshot).await {
         tracing::warn!(error = %error, "Failed to store the workload SVIDs at shutdown");
+    }
+}
+
+/// Returns the error for an admin API that stopped before the agent did.
+fn admin_api_stopped(result: Result<(), tonic::transport::Error>) -> anyhow::Error {
+    match result {
+        Ok(()) => anyhow::anyhow!("admin API stopped"),
+        Err(error) => anyhow::Error::new(error).context("admin API failed"),
+    }
+}
+
+/// Removes a socket file the agent bound, which dropping its listener leaves behind.
+fn remove_socket_file(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path) {
+        tracing::debug!(error = %error, path = %path.display(), "Failed to remove a socket file");
     }
 }
 

@@ -3,6 +3,7 @@
 //! Each binary takes its settings as flags and as keys of an optional TOML file. The file is read
 //! into a raw struct that rejects unknown keys, then checked into the binary's own typed settings.
 
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,28 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     })
 }
 
+/// Parses the optional `HOST:PORT` address of an HTTP endpoint, such as `metrics_address`.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming `key` when the value is not an IP address and port.
+pub fn parse_listen_address(
+    key: &'static str,
+    value: Option<String>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match value.parse() {
+        Ok(address) => Ok(Some(address)),
+        Err(_) => Err(ConfigError::Invalid {
+            key,
+            value,
+            reason: "expected IP:PORT, for example 127.0.0.1:9090".to_owned(),
+        }),
+    }
+}
+
 /// Appends " at line N" to a TOML error message when the error has a position.
 fn with_line(message: &str, text: &str, span: Option<Range<usize>>) -> String {
     let Some(span) = span else {
@@ -112,6 +135,21 @@ mod tests {
         assert!(matches!(error, ConfigError::ParseFile { .. }), "{error:?}");
         assert!(message.contains("colour"), "{message}");
         assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn listen_address_needs_ip_and_port() {
+        let parse = |value: &str| parse_listen_address("metrics_address", Some(value.to_owned()));
+        assert_eq!(
+            parse("127.0.0.1:9090").unwrap(),
+            Some(([127, 0, 0, 1], 9090).into())
+        );
+        assert!(parse("[::1]:0").is_ok());
+        for value in ["localhost:9090", "127.0.0.1", ":9090"] {
+            let error = parse(value).unwrap_err();
+            assert!(error.to_string().contains("metrics_address"), "{error}");
+        }
+        assert_eq!(parse_listen_address("health_address", None).unwrap(), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Process plumbing both daemons share: logging set-up, exit codes and shutdown signals.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,6 +13,23 @@ pub const LOG_FORMAT_ENV: &str = "SIGNET_LOG_FORMAT";
 
 /// Process exit code for an invalid configuration or command line (`EX_USAGE` of sysexits.h).
 pub const EXIT_INVALID_CONFIG: u8 = 64;
+
+/// Exit code of the `explain` commands when they fail to explain, for example because the daemon
+/// is unreachable or the PID does not exist. As with grep, 0 and 1 mean that an identity is or
+/// is not issued.
+pub const EXIT_EXPLAIN_FAILED: u8 = 2;
+
+/// Prints clap's help, version or usage error and returns the exit code: 0 for help and version,
+/// [`EXIT_INVALID_CONFIG`] for a usage error, in both daemons and all their subcommands.
+pub fn usage_exit(error: &clap::Error) -> ExitCode {
+    // Printing can fail only if stdout or stderr is closed, and then there is nowhere to report it.
+    let _ = error.print();
+    if error.use_stderr() {
+        ExitCode::from(EXIT_INVALID_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
 
 /// Installs the global tracing subscriber, writing to stderr.
 ///

@@ -145,6 +145,23 @@ pub fn is_subset(required: &[Selector], present: &[Selector]) -> bool {
     !required.is_empty() && required.iter().all(|selector| present.contains(selector))
 }
 
+/// Returns whether an attestor produces selectors of type `kind` with the key `key`, such as
+/// `unix` and `uid`.
+pub fn is_known_key(kind: &str, key: &str) -> bool {
+    KNOWN_TYPES
+        .iter()
+        .any(|(known, keys)| *known == kind && keys.contains(&key))
+}
+
+/// Returns every `TYPE:KEY` pair the attestors produce, comma-separated, for error messages.
+pub fn known_keys() -> String {
+    let pairs: Vec<String> = KNOWN_TYPES
+        .iter()
+        .flat_map(|(kind, keys)| keys.iter().map(move |key| format!("{kind}:{key}")))
+        .collect();
+    pairs.join(", ")
+}
+
 fn check_key(kind: &str, keys: &[&str], value: &str, text: &str) -> Result<(), SelectorError> {
     let key = value.split_once(':').map(|(key, _)| key);
     match key {

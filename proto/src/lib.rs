@@ -1,5 +1,7 @@
 //! Generated gRPC types and services: the SPIFFE Workload API, the subset of
-//! SPIRE's server APIs that Signet implements, and Signet's change stream.
+//! SPIRE's server APIs that Signet implements, and Signet's own APIs (change stream,
+//! JWT-SVIDs for template entries, declarative registration, diagnostics and the agent's
+//! debug API).
 #![allow(
     missing_docs,
     unreachable_pub,
@@ -59,9 +61,26 @@ pub mod signet {
                 tonic::include_proto!("signet.server.sync.v1");
             }
         }
+        pub mod svid {
+            pub mod v1 {
+                tonic::include_proto!("signet.server.svid.v1");
+            }
+        }
         pub mod registration {
             pub mod v1 {
                 tonic::include_proto!("signet.server.registration.v1");
+            }
+        }
+        pub mod diagnostics {
+            pub mod v1 {
+                tonic::include_proto!("signet.server.diagnostics.v1");
+            }
+        }
+    }
+    pub mod agent {
+        pub mod debug {
+            pub mod v1 {
+                tonic::include_proto!("signet.agent.debug.v1");
             }
         }
     }

@@ -14,6 +14,8 @@ use spiffe::SpiffeId;
 
 use crate::model::{RegistrationEntry, unix_now};
 
+pub mod explain;
+
 /// Returns the entries the agent `agent_id`, attested with `node_selectors`, is authorized for, in
 /// the order of `entries`.
 ///
@@ -47,12 +49,13 @@ fn authorized_entries_at(
     for &index in children.get(&server_id).into_iter().flatten() {
         if selector::is_subset(&live[index].selectors, node_selectors) {
             authorized[index] = true;
-            pending.push_back(&live[index].spiffe_id);
+            pending.extend(live[index].spiffe_id.spiffe_id());
         }
     }
 
     // Breadth-first walk down the parent links. Each SPIFFE ID is expanded once, so parent chains
-    // that loop back on themselves end.
+    // that loop back on themselves end. A template names no single ID, so no entry can have it as
+    // parent.
     let mut expanded: HashSet<&SpiffeId> = HashSet::new();
     while let Some(parent) = pending.pop_front() {
         if !expanded.insert(parent) {
@@ -60,7 +63,7 @@ fn authorized_entries_at(
         }
         for &index in children.get(parent).into_iter().flatten() {
             authorized[index] = true;
-            pending.push_back(&live[index].spiffe_id);
+            pending.extend(live[index].spiffe_id.spiffe_id());
         }
     }
 

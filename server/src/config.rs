@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use signet_core::config::parse_listen_address;
 use signet_core::duration::parse_ttl;
 use signet_core::ids::parse_trust_domain;
 use signet_core::provider_url::ProviderUrl;
@@ -78,6 +79,13 @@ pub struct RunArgs {
     /// Lifetime of JWT-SVIDs whose entry sets no JWT-SVID TTL, for example `5m` [default: 5m].
     #[arg(long, allow_hyphen_values = true)]
     pub default_jwt_svid_ttl: Option<String>,
+    /// Address (IP:PORT) of the Prometheus endpoint `GET /metrics` [default: off].
+    #[arg(long)]
+    pub metrics_address: Option<String>,
+    /// Address (IP:PORT) of the health probes `GET /live` and `GET /ready`; it may equal
+    /// --metrics-address [default: off].
+    #[arg(long)]
+    pub health_address: Option<String>,
 }
 
 /// Validated settings of a running server.
@@ -109,6 +117,10 @@ pub struct Config {
     pub default_jwt_svid_ttl: Duration,
     /// Upstream CA that signs this server's CA, if any.
     pub upstream: Option<UpstreamCa>,
+    /// Address of the Prometheus endpoint, if enabled.
+    pub metrics_address: Option<SocketAddr>,
+    /// Address of the health probes, if enabled.
+    pub health_address: Option<SocketAddr>,
 }
 
 pub use signet_core::config::ConfigError;
@@ -131,6 +143,8 @@ struct FileConfig {
     jwt_key_type: Option<String>,
     jwt_issuer: Option<String>,
     default_jwt_svid_ttl: Option<TtlValue>,
+    metrics_address: Option<String>,
+    health_address: Option<String>,
 }
 
 /// A TTL in the config file: a number of seconds or text such as `"1h"`.
@@ -206,6 +220,14 @@ impl Config {
                 args.upstream_ca_cert.clone().or(file.upstream_ca_cert),
                 args.upstream_ca_key.clone().or(file.upstream_ca_key),
             )?,
+            metrics_address: parse_listen_address(
+                "metrics_address",
+                args.metrics_address.clone().or(file.metrics_address),
+            )?,
+            health_address: parse_listen_address(
+                "health_address",
+                args.health_address.clone().or(file.health_address),
+            )?,
         })
     }
 }
@@ -226,6 +248,8 @@ impl fmt::Debug for Config {
             .field("jwt_issuer", &self.jwt_issuer)
             .field("default_jwt_svid_ttl", &self.default_jwt_svid_ttl)
             .field("upstream", &self.upstream.is_some())
+            .field("metrics_address", &self.metrics_address)
+            .field("health_address", &self.health_address)
             .finish()
     }
 }

@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod datastore;
 pub mod endpoints;
+pub mod health;
 pub mod jwt;
+pub mod metrics;
 pub mod model;
 pub mod run;

@@ -5,8 +5,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use signet_core::process::{EXIT_INVALID_CONFIG, init_tracing, shutdown_signal};
-use signet_server::cli::{self, OperatorCommand};
+use signet_core::process::{
+    EXIT_EXPLAIN_FAILED, EXIT_INVALID_CONFIG, init_tracing, shutdown_signal, usage_exit,
+};
+use signet_server::cli::{self, EntryCommand, OperatorCommand};
 use signet_server::config::{Config, RunArgs};
 use signet_server::run;
 
@@ -32,7 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => return usage_error(&error),
+        Err(error) => return usage_exit(&error),
     };
     init_tracing(DEFAULT_LOG_FILTER);
     // Another provider can only be installed already if this process did it, so the error is
@@ -48,6 +50,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run_server(&runtime, &args),
+        Command::Operator(OperatorCommand::Entry(EntryCommand::Explain(args))) => {
+            explain(&runtime, &args)
+        }
         Command::Operator(command) => match runtime.block_on(cli::execute(command)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -77,14 +82,15 @@ fn run_server(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> ExitCode {
     }
 }
 
-/// Prints help, the version or a usage error; usage errors exit with `EX_USAGE` (64) like an
-/// invalid configuration.
-fn usage_error(error: &clap::Error) -> ExitCode {
-    // Printing can fail only if stdout or stderr is closed, and then there is nowhere to report it.
-    let _ = error.print();
-    if error.use_stderr() {
-        ExitCode::from(EXIT_INVALID_CONFIG)
-    } else {
-        ExitCode::SUCCESS
+/// Exits 0 when an agent is authorized for the entry, 1 when none is, and
+/// [`EXIT_EXPLAIN_FAILED`] when the entry could not be explained.
+fn explain(runtime: &tokio::runtime::Runtime, args: &cli::ExplainArgs) -> ExitCode {
+    match runtime.block_on(cli::explain(args)) {
+        Ok(cli::Verdict::Authorized) => ExitCode::SUCCESS,
+        Ok(cli::Verdict::NoAgent) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_EXPLAIN_FAILED)
+        }
     }
 }

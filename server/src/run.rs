@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use signet_core::health::{HealthState, SERVER_SERVICE};
+use signet_core::http::{HttpEndpoint, HttpRoutes};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,6 +21,8 @@ use crate::endpoints::{
     SERVER_IDENTITY_TTL, TlsSettings, bind_admin_socket, rotate_server_identity, serve_admin_api,
     serve_agent_api, server_ca,
 };
+use crate::health::{READINESS_INTERVAL, check_readiness};
+use crate::metrics::MetricsRoutes;
 
 /// Time open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -32,6 +36,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = ?config, "Starting signet-server");
     let (state, tls, identity_expiry) = prepare(&config).await?;
+    let (health, health_service) = HealthState::new(SERVER_SERVICE).await;
+    let metrics_routes: Arc<dyn HttpRoutes> = Arc::new(MetricsRoutes::new(Arc::clone(&state)));
+    let http_endpoints = HttpEndpoint::bind_enabled(
+        config
+            .metrics_address
+            .map(|address| (address, metrics_routes)),
+        config
+            .health_address
+            .map(|address| (address, health.routes())),
+    )
+    .await?;
 
     let tcp = TcpListener::bind(config.bind_address)
         .await
@@ -62,15 +77,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .await;
         })
     };
+    // The first check runs before the endpoints open, so the first health check can pass.
+    health
+        .publish(check_readiness(Arc::clone(&state)).await)
+        .await;
+    let readiness = {
+        let state = Arc::clone(&state);
+        let health = health.clone();
+        tokio::spawn(async move {
+            health
+                .keep_updated(READINESS_INTERVAL, || check_readiness(Arc::clone(&state)))
+                .await;
+        })
+    };
+    let http: Vec<_> = http_endpoints
+        .into_iter()
+        .map(|endpoint| tokio::spawn(endpoint.serve(wait_for_stop(stopped.clone()))))
+        .collect();
     let agent_api = tokio::spawn(serve_agent_api(
         tcp,
         tls,
-        api::routes(Arc::clone(&state), Endpoint::Agent),
+        api::routes(Arc::clone(&state), Endpoint::Agent).add_service(health_service.clone()),
         wait_for_stop(stopped.clone()),
     ));
     let admin_api = tokio::spawn(serve_admin_api(
         admin,
-        api::routes(Arc::clone(&state), Endpoint::Admin),
+        api::routes(Arc::clone(&state), Endpoint::Admin).add_service(health_service),
         wait_for_stop(stopped),
     ));
 
@@ -81,6 +113,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     .await;
     rotation.abort();
     schedule.abort();
+    readiness.abort();
+    http.iter().for_each(JoinHandle::abort);
     remove_admin_socket(&config);
     state.datastore.close().await;
     tracing::info!("Server stopped");

@@ -206,7 +206,7 @@ async fn update_bumps_revision(store: &Datastore) {
     let created = store.create_entry(workload_entry("web")).await.unwrap();
 
     let mut changed = created.clone();
-    changed.spiffe_id = spiffe_id("spiffe://example.org/web-v2");
+    changed.spiffe_id = spiffe_id("spiffe://example.org/web-v2").into();
     changed.selectors = vec![selector("unix:uid:2000")];
     changed.dns_names = vec!["web2.example.org".to_owned()];
     changed.hint = "v2".to_owned();
@@ -229,7 +229,7 @@ async fn update_into_duplicate_is_rejected(store: &Datastore) {
     let other = store.create_entry(workload_entry("db")).await.unwrap();
 
     let mut clash = other.clone();
-    clash.spiffe_id = spiffe_id("spiffe://example.org/web");
+    clash.spiffe_id = spiffe_id("spiffe://example.org/web").into();
     let error = store.update_entry(clash).await.unwrap_err();
 
     assert!(error.is_already_exists(), "{error:?}");
@@ -787,7 +787,7 @@ async fn admin_connection(base: &str) -> PgConnection {
 fn workload_entry(name: &str) -> RegistrationEntry {
     RegistrationEntry {
         id: String::new(),
-        spiffe_id: spiffe_id(&format!("spiffe://example.org/{name}")),
+        spiffe_id: spiffe_id(&format!("spiffe://example.org/{name}")).into(),
         parent_id: spiffe_id("spiffe://example.org/spire/agent/join_token/abc"),
         selectors: vec![selector("unix:uid:1000")],
         x509_svid_ttl: 0,

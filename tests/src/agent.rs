@@ -31,6 +31,10 @@ pub enum Bootstrap {
 pub struct AgentOptions {
     /// How the agent trusts the server at first.
     pub bootstrap: Bootstrap,
+    /// Value of `--metrics-address`; no metrics endpoint when `None`.
+    pub metrics_address: Option<String>,
+    /// Value of `--health-address`; no health endpoint when `None`.
+    pub health_address: Option<String>,
     /// Further `run` arguments.
     pub extra_args: Vec<String>,
 }
@@ -82,7 +86,22 @@ impl Agent {
         join_token: &str,
         timeout: Duration,
     ) -> anyhow::Result<Output> {
-        let agent = Self::prepare(server, join_token, AgentOptions::default()).await?;
+        Self::run_to_exit_with(server, join_token, AgentOptions::default(), timeout).await
+    }
+
+    /// Runs an agent started with `options` that is expected to fail, and returns its output
+    /// once it exits.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the agent is still running after `timeout` (it is killed then).
+    pub async fn run_to_exit_with(
+        server: &Server,
+        join_token: &str,
+        options: AgentOptions,
+        timeout: Duration,
+    ) -> anyhow::Result<Output> {
+        let agent = Self::prepare(server, join_token, options).await?;
         let mut command = agent.command(true)?;
         command.kill_on_drop(true);
         tokio::time::timeout(timeout, command.output())
@@ -171,6 +190,11 @@ impl Agent {
         format!("unix:{}", self.socket_path().display())
     }
 
+    /// Returns the admin socket path: the default for the Workload API socket above.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.path().join("private").join("admin.sock")
+    }
+
     /// Returns the data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -202,6 +226,23 @@ impl Agent {
             .output()
             .await
             .context("running the signet-agent CLI")
+    }
+
+    /// Runs `signet-agent explain <args> --admin-socket <socket>` and returns its output,
+    /// whatever the exit code.
+    ///
+    /// # Errors
+    ///
+    /// Fails only when the CLI cannot be started.
+    pub async fn explain<S: AsRef<str>>(&self, args: &[S]) -> anyhow::Result<Output> {
+        Command::new(binaries::path(binaries::AGENT)?)
+            .arg("explain")
+            .args(args.iter().map(AsRef::as_ref))
+            .arg("--admin-socket")
+            .arg(self.admin_socket())
+            .output()
+            .await
+            .context("running signet-agent explain")
     }
 
     async fn prepare(
@@ -252,6 +293,12 @@ impl Agent {
         }
         if with_join_token {
             command.args(["--join-token", &self.join_token]);
+        }
+        if let Some(address) = &self.options.metrics_address {
+            command.args(["--metrics-address", address]);
+        }
+        if let Some(address) = &self.options.health_address {
+            command.args(["--health-address", address]);
         }
         command.args(&self.options.extra_args);
         Ok(command)

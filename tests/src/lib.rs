@@ -7,6 +7,7 @@ pub mod binaries;
 pub mod cli;
 pub mod deployment;
 pub mod files;
+pub mod http;
 pub mod local_authority;
 pub mod mtls;
 pub mod postgres;

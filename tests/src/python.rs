@@ -65,11 +65,25 @@ impl Script {
     ///
     /// Fails when the interpreter is missing or the script runs longer than 60 s.
     pub async fn run_as(&self, uid: Option<u32>, args: &[&str]) -> anyhow::Result<Output> {
+        self.run_with_ids(uid.map(|uid| (uid, uid)), args).await
+    }
+
+    /// Runs the script with `args`, as the `(uid, gid)` pair (no supplementary groups) when
+    /// given.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the interpreter is missing or the script runs longer than 60 s.
+    pub async fn run_with_ids(
+        &self,
+        ids: Option<(u32, u32)>,
+        args: &[&str],
+    ) -> anyhow::Result<Output> {
         let mut command = Command::new(interpreter()?);
         command.arg(&self.path).args(args).kill_on_drop(true);
-        if let Some(uid) = uid {
+        if let Some((uid, gid)) = ids {
             // std drops the supplementary groups when a root parent switches uid.
-            command.uid(uid).gid(uid);
+            command.uid(uid).gid(gid);
         }
         tokio::time::timeout(SCRIPT_TIMEOUT, command.output())
             .await

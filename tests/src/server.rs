@@ -23,6 +23,10 @@ pub struct ServerOptions {
     pub database: Option<String>,
     /// Value of `--ca-ttl`, passed in whole seconds; the server's default when `None`.
     pub ca_ttl: Option<Duration>,
+    /// Value of `--metrics-address`; no metrics endpoint when `None`.
+    pub metrics_address: Option<String>,
+    /// Value of `--health-address`; no health endpoint when `None`.
+    pub health_address: Option<String>,
     /// Further `run` arguments.
     pub extra_args: Vec<String>,
 }
@@ -33,6 +37,8 @@ impl Default for ServerOptions {
             trust_domain: crate::TRUST_DOMAIN.to_owned(),
             database: None,
             ca_ttl: None,
+            metrics_address: None,
+            health_address: None,
             extra_args: Vec::new(),
         }
     }
@@ -121,6 +127,22 @@ impl Server {
     /// See [`Server::stop`] and [`Server::start_with`].
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await?;
+        self.launch().await
+    }
+
+    /// Stops the server and starts it again on the same data directory and admin socket, but
+    /// with the agent API on another port. Running agents keep dialing the old port, so they
+    /// cannot sync while operators still reach the admin socket.
+    ///
+    /// # Errors
+    ///
+    /// See [`Server::stop`] and [`Server::start_with`].
+    pub async fn restart_on_new_port(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        let old_port = self.port;
+        while self.port == old_port {
+            self.port = free_port()?;
+        }
         self.launch().await
     }
 
@@ -261,6 +283,12 @@ impl Server {
         }
         if let Some(ca_ttl) = &self.options.ca_ttl {
             command.args(["--ca-ttl", &format!("{}s", ca_ttl.as_secs())]);
+        }
+        if let Some(address) = &self.options.metrics_address {
+            command.args(["--metrics-address", address]);
+        }
+        if let Some(address) = &self.options.health_address {
+            command.args(["--health-address", address]);
         }
         command.args(&self.options.extra_args);
 

@@ -7,6 +7,7 @@ use signet_e2e::binaries;
 use signet_e2e::cli::printed;
 use signet_e2e::files::mode;
 use signet_e2e::svid;
+use signet_e2e::wait::{self, PROPAGATION_TIMEOUT};
 use signet_e2e::workload::as_slices;
 use signet_e2e::{Deployment, Server};
 use tokio::process::Command;
@@ -80,12 +81,22 @@ async fn api_fetch_prints_spiffe_id_and_expiry() {
 async fn healthchecks_follow_process_state() {
     let mut deployment = Deployment::start().await.unwrap();
 
-    let agent_up = deployment.agent.cli(&["healthcheck"]).await.unwrap();
-    assert!(
-        agent_up.status.success(),
-        "agent healthcheck: {}",
-        printed(&agent_up)
-    );
+    // The agent reports ready once its first sync succeeded, which may follow its start.
+    wait::eventually(
+        "the agent healthcheck to pass",
+        PROPAGATION_TIMEOUT,
+        || async {
+            let agent_up = deployment.agent.cli(&["healthcheck"]).await?;
+            anyhow::ensure!(
+                agent_up.status.success(),
+                "agent healthcheck: {}",
+                printed(&agent_up)
+            );
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
     let server_up = deployment.server.cli(&["healthcheck"]).await.unwrap();
     assert!(
         server_up.status.success(),

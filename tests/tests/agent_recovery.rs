@@ -90,3 +90,50 @@ async fn banned_agent_exits() {
     let log = agent.log();
     assert!(log.contains("the server banned agent"), "{log}");
 }
+
+#[tokio::test]
+async fn banned_agent_attests_again_with_new_join_token() {
+    let server = Server::start().await.unwrap();
+    let first_token = server.create_token().await.unwrap();
+    let mut agent = Agent::start(&server, &first_token).await.unwrap();
+    let banned_id = agent.spiffe_id();
+    server
+        .cli_ok(&["agent", "ban", "--spiffe-id", &banned_id])
+        .await
+        .unwrap();
+    agent.wait_for_exit(EXIT_TIMEOUT).await.unwrap();
+
+    // The data directory still contains the banned agent's SVID, which has not expired.
+    let second_token = server.create_token().await.unwrap();
+    agent.restart_with_token(&second_token).await.unwrap();
+
+    let new_id = agent.spiffe_id();
+    assert_ne!(new_id, banned_id);
+    wait::eventually("the agent to attest again", PROPAGATION_TIMEOUT, || {
+        let server = &server;
+        let new_id = new_id.clone();
+        async move {
+            server
+                .cli_ok(&["agent", "show", "--spiffe-id", &new_id])
+                .await
+                .map(drop)
+        }
+    })
+    .await
+    .unwrap();
+    wait::eventually("the agent to serve again", PROPAGATION_TIMEOUT, || {
+        let agent = &agent;
+        async move {
+            let output = agent.cli(&["healthcheck"]).await?;
+            anyhow::ensure!(output.status.success(), "healthcheck failed");
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        agent.log().contains("attesting with the new join token"),
+        "{}",
+        agent.log()
+    );
+}

@@ -1,34 +1,40 @@
-//! `signet-agent healthcheck`: succeeds when the agent responds on its Workload API socket.
+//! `signet-agent healthcheck`: succeeds when the agent reports `SERVING` for
+//! `signet.agent.v1.Agent` through the gRPC health service on its Workload API socket.
 
-use std::error::Error as StdError;
+use std::io::{self, Write as _};
 
 use anyhow::Context;
-use spiffe::WorkloadApiError;
-use spiffe::transport::TransportError;
+use signet_core::health::{AGENT_SERVICE, check_serving};
 
-use super::{HealthcheckArgs, connect, describe};
+use super::{HealthcheckArgs, describe};
 
-/// Checks that an agent responds to a Workload API call at the configured socket.
+/// Asks the agent at the configured socket for its readiness with `grpc.health.v1.Health/Check`
+/// on the service [`AGENT_SERVICE`], and prints "Agent is healthy." when it is ready. Another
+/// daemon's socket, such as a signet-server admin socket, fails the check because it does not
+/// report that service.
 ///
-/// Any response from the agent counts, including `PermissionDenied` for a caller without an
-/// identity, because the check is about the agent and not about this process's entitlement.
+/// The health service needs neither the Workload API security header nor an identity for the
+/// caller, so any process can run the check.
 ///
 /// # Errors
 ///
-/// When the socket cannot be reached, the connection fails before a response arrives, or no
-/// response arrives within `--timeout`.
+/// When the socket cannot be reached, the agent is not ready (not attested or not synced yet),
+/// or no response arrives within `--timeout`.
 pub async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
     let endpoint = args.endpoint.endpoint()?;
     let target = describe(&endpoint);
     let check = async {
-        let client = connect(&endpoint).await?;
-        match client.fetch_x509_svid().await {
-            Ok(_) => Ok(()),
-            Err(error) if is_response_from_agent(&error) => Ok(()),
-            Err(error) => {
-                Err(error).with_context(|| format!("the agent at {target} did not respond"))
-            }
-        }
+        let channel = spiffe::transport::connect(&endpoint)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to the agent at {target} failed (is signet-agent running with \
+                     this socket path?)"
+                )
+            })?;
+        check_serving(channel, AGENT_SERVICE, args.timeout)
+            .await
+            .with_context(|| format!("the agent at {target} is not healthy"))
     };
     tokio::time::timeout(args.timeout, check)
         .await
@@ -37,20 +43,8 @@ pub async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
                 "the agent at {target} did not respond within {}",
                 humantime::format_duration(args.timeout)
             )
-        })?
-}
-
-/// Tells an error the agent returned apart from a failure to talk to it.
-fn is_response_from_agent(error: &WorkloadApiError) -> bool {
-    match error {
-        // The spiffe crate keeps tonic's status as the source. tonic attaches the cause to
-        // statuses it makes up for local transport failures, and a status from the server has
-        // none.
-        WorkloadApiError::Transport(TransportError::Status(status)) => status
-            .source()
-            .and_then(|source| source.downcast_ref::<tonic::Status>())
-            .is_some_and(|status| status.source().is_none()),
-        WorkloadApiError::Transport(_) => false,
-        _ => true,
-    }
+        })??;
+    // The same line as `signet-server healthcheck`, so scripts and people see both alike.
+    writeln!(io::stdout().lock(), "Agent is healthy.")?;
+    Ok(())
 }

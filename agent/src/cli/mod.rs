@@ -1,6 +1,7 @@
 //! Command line of `signet-agent`: `run` starts the agent, `api` and `healthcheck` call a running
 //! agent's Workload API the way a workload does.
 
+mod explain;
 mod healthcheck;
 mod jwt;
 mod x509;
@@ -16,6 +17,7 @@ use spiffe::transport::Endpoint;
 use crate::config::{DEFAULT_SOCKET_PATH, RunArgs};
 use crate::helper::HelperArgs;
 
+pub use self::explain::{ExplainArgs, Verdict, explain};
 pub use self::healthcheck::healthcheck;
 
 /// Environment variable that SPIFFE clients read the Workload API endpoint from, for example
@@ -39,10 +41,17 @@ pub enum Command {
     /// Calls the Workload API as a workload would.
     #[command(subcommand)]
     Api(ApiCommand),
-    /// Checks that the agent responds on the Workload API socket. Exits 0 if it does, else 1.
+    /// Checks through the gRPC health service on the Workload API socket that the agent is ready
+    /// (attested and synced). Exits 0 if it is, else 1.
     Healthcheck(HealthcheckArgs),
-    /// Writes the X509-SVID, key and bundle to files and signals or runs a command after each
-    /// rotation, for software that cannot speak the Workload API.
+    /// Explains which identities a process (or a process of a uid) receives from the running
+    /// agent, and which selectors the other entries miss. Exits 0 if an identity is issued, 1 if
+    /// none is (also when its X509-SVID expired unrenewed), 2 if the agent cannot be reached or
+    /// the PID does not exist, and 64 for a usage error.
+    Explain(ExplainArgs),
+    /// Writes the X509-SVID, key and bundle (and optionally JWT-SVIDs and the JWT bundle) to
+    /// files and signals or runs a command after each rotation, for software that cannot speak
+    /// the Workload API.
     Helper(HelperArgs),
 }
 
@@ -167,7 +176,7 @@ pub struct HealthcheckArgs {
     pub timeout: Duration,
 }
 
-/// Output format of the `api` commands.
+/// Output format of the `api` and `explain` commands.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, clap::ValueEnum)]
 pub enum OutputFormat {
     /// Aligned text for people.

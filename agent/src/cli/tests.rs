@@ -3,15 +3,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use clap::{CommandFactory, Parser};
-use rustls::pki_types::CertificateDer;
+use signet_core::health::Readiness;
 
 use super::*;
-use crate::cache::Snapshot;
 use crate::jwt::test_support::TestSigner;
 use crate::test_util::TestCa;
-use crate::workload_api::test_support::{
-    TestServer, own_uid_selector, signed_identity, snapshot, trust_domain,
-};
+use crate::workload_api::test_support::{TestServer, own_uid_selector, signed_identity, snapshot};
 
 fn endpoint_args(socket_path: &Path) -> EndpointArgs {
     EndpointArgs {
@@ -60,17 +57,29 @@ fn socket_path_flag_wins() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn healthcheck_accepts_permission_denied() {
+async fn healthcheck_passes_when_agent_serving() {
     let server = TestServer::start().await;
-    let mut synced = Snapshot::empty(trust_domain());
-    synced.bundle.push(CertificateDer::from(vec![0x30, 0x00]));
-    server.cache.publish(synced);
+    server.health.publish(Readiness::Ready).await;
 
     let args = HealthcheckArgs {
         endpoint: endpoint_args(&server.socket_path),
         timeout: Duration::from_secs(10),
     };
     healthcheck(&args).await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn healthcheck_fails_when_agent_not_ready() {
+    let server = TestServer::start().await;
+    let args = HealthcheckArgs {
+        endpoint: endpoint_args(&server.socket_path),
+        timeout: Duration::from_secs(10),
+    };
+
+    let error = healthcheck(&args).await.unwrap_err();
+
+    let message = format!("{error:#}");
+    assert!(message.contains("not serving"), "{message}");
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -1,4 +1,5 @@
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 use crate::test_util::TestCa;
@@ -23,6 +24,7 @@ fn defaults_apply_without_file() {
     assert_eq!(config.server_address.to_string(), DEFAULT_SERVER_ADDRESS);
     assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     assert_eq!(config.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
+    assert_eq!(config.admin_socket, PathBuf::from(DEFAULT_ADMIN_SOCKET));
     assert!(config.join_token.is_none());
     assert!(matches!(config.bootstrap, Bootstrap::None));
     assert!(config.persist_workload_svids);
@@ -75,6 +77,42 @@ fn file_supplies_missing_flags() {
     assert_eq!(config.join_token.unwrap().expose_secret(), "abc123");
     assert!(matches!(config.bootstrap, Bootstrap::InsecureBootstrap));
     assert_eq!(config.socket_path, PathBuf::from("/run/api.sock"));
+}
+
+#[test]
+fn admin_socket_default_follows_socket_path() {
+    let cases = [
+        (
+            "/run/agent/public/api.sock",
+            "/run/agent/private/admin.sock",
+        ),
+        ("/run/signet/api.sock", "/run/signet/private/admin.sock"),
+        ("/api.sock", "/private/admin.sock"),
+        ("api.sock", DEFAULT_ADMIN_SOCKET),
+    ];
+    for (socket_path, expected) in cases {
+        let mut args = args("example.org");
+        args.socket_path = Some(PathBuf::from(socket_path));
+
+        let config = AgentConfig::from_args(args).unwrap();
+
+        assert_eq!(
+            config.admin_socket,
+            PathBuf::from(expected),
+            "{socket_path}"
+        );
+    }
+}
+
+#[test]
+fn admin_socket_file_key_is_read() {
+    let file = config_file("trust_domain = \"example.org\"\nadmin_socket = \"/run/a.sock\"\n");
+    let mut args = args("example.org");
+    args.config = Some(file.path().to_owned());
+
+    let config = AgentConfig::from_args(args).unwrap();
+
+    assert_eq!(config.admin_socket, PathBuf::from("/run/a.sock"));
 }
 
 #[test]
@@ -153,6 +191,62 @@ fn join_token_debug_is_redacted() {
     assert!(!format!("{args:?}").contains("topsecret"));
     let config = AgentConfig::from_args(args).unwrap();
     assert!(!format!("{config:?}").contains("topsecret"));
+}
+
+/// A private file holding `text`, as a systemd credential or a secret mounted with mode 0400.
+fn private_file(text: &str) -> tempfile::NamedTempFile {
+    let file = config_file(text);
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    file
+}
+
+#[test]
+fn join_token_file_is_read_and_trimmed() {
+    let token = private_file("abc123\n");
+    let mut args = args("example.org");
+    args.join_token_file = Some(token.path().to_owned());
+    let config = AgentConfig::from_args(args).unwrap();
+    assert_eq!(config.join_token.unwrap().expose_secret(), "abc123");
+}
+
+#[test]
+fn missing_join_token_file_is_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(&format!(
+        "join_token_file = {:?}\n",
+        dir.path().join("spent-token")
+    ));
+    let mut args = args("example.org");
+    args.config = Some(file.path().to_owned());
+    let config = AgentConfig::from_args(args).unwrap();
+    assert!(config.join_token.is_none());
+}
+
+#[test]
+fn join_token_file_readable_by_others_is_rejected() {
+    let token = private_file("abc123");
+    std::fs::set_permissions(token.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut args = args("example.org");
+    args.join_token_file = Some(token.path().to_owned());
+    let error = AgentConfig::from_args(args).unwrap_err().to_string();
+    assert!(
+        error.contains("mode 0644") && error.contains("chmod 600"),
+        "{error}"
+    );
+    assert!(!error.contains("abc123"), "{error}");
+}
+
+#[test]
+fn join_token_and_join_token_file_conflict() {
+    let token = private_file("abc123");
+    let mut args = args("example.org");
+    args.join_token = Some("def456".to_owned());
+    args.join_token_file = Some(token.path().to_owned());
+    let error = AgentConfig::from_args(args).unwrap_err();
+    assert!(matches!(
+        error,
+        ConfigError::Rejected(CONFLICTING_JOIN_TOKENS)
+    ));
 }
 
 #[test]

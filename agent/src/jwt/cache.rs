@@ -1,4 +1,4 @@
-//! The JWT-SVIDs the agent has had signed, per registration entry and audience set.
+//! The JWT-SVIDs the agent has had signed, per registration entry, SPIFFE ID and audience set.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,10 +8,11 @@ use std::time::SystemTime;
 use signet_core::audience::normalize_audience;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::{FetchError, JwtSigner, JwtSvidToken};
+use super::{FetchError, JwtSigner, JwtSubject, JwtSvidToken};
 use crate::cache::Snapshot;
 
-/// Cached JWT-SVIDs, keyed by entry ID and the sorted, de-duplicated audience.
+/// Cached JWT-SVIDs, keyed by entry ID, concrete SPIFFE ID and the sorted, de-duplicated
+/// audience. One template entry has a token per workload identity it expands to.
 ///
 /// Each key has its own slot behind an async mutex: concurrent requests for the same key wait
 /// for the first one's server call and then share its token, so a burst costs one signature.
@@ -29,6 +30,7 @@ type Slot = AsyncMutex<Option<Arc<JwtSvidToken>>>;
 #[derive(Clone, Debug, Eq, Hash, PartialEq)]
 struct CacheKey {
     entry_id: String,
+    spiffe_id: String,
     audience: Vec<String>,
 }
 
@@ -49,7 +51,7 @@ impl JwtSvidCache {
         }
     }
 
-    /// Returns a JWT-SVID for `entry_id` and `audience`: the cached one while it is younger than
+    /// Returns a JWT-SVID for `subject` and `audience`: the cached one while it is younger than
     /// half its lifetime at `now`, else a new one from `signer`, or the cached one while it is
     /// unexpired when `signer` fails.
     ///
@@ -67,24 +69,24 @@ impl JwtSvidCache {
     pub async fn fetch(
         &self,
         signer: &dyn JwtSigner,
-        entry_id: &str,
+        subject: JwtSubject<'_>,
         audience: &[String],
         now: SystemTime,
     ) -> Result<Arc<JwtSvidToken>, FetchError> {
-        let key = CacheKey::new(entry_id, audience);
+        let key = CacheKey::new(subject, audience);
         let slot = self.slot(&key, now);
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref().filter(|token| !token.is_due(now)) {
             return Ok(Arc::clone(token));
         }
 
-        let token = match signer.new_jwt_svid(entry_id, &key.audience).await {
+        let token = match signer.new_jwt_svid(subject, &key.audience).await {
             Ok(token) => Arc::new(token),
             // Past half its life but unexpired, the cached token still serves while the server
             // cannot sign, for example during an outage.
             Err(error) => match cached.as_ref().filter(|token| now < token.expires_at) {
                 Some(token) => {
-                    tracing::debug!(error = %error, entry_id, "Serving a cached JWT-SVID because signing failed");
+                    tracing::debug!(error = %error, entry_id = subject.entry_id, "Serving a cached JWT-SVID because signing failed");
                     return Ok(Arc::clone(token));
                 }
                 None => return Err(error),
@@ -159,9 +161,10 @@ impl Default for JwtSvidCache {
 // === impl CacheKey ===
 
 impl CacheKey {
-    fn new(entry_id: &str, audience: &[String]) -> Self {
+    fn new(subject: JwtSubject<'_>, audience: &[String]) -> Self {
         Self {
-            entry_id: entry_id.to_owned(),
+            entry_id: subject.entry_id.to_owned(),
+            spiffe_id: subject.spiffe_id.to_string(),
             audience: normalize_audience(audience),
         }
     }

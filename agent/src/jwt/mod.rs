@@ -1,8 +1,10 @@
 //! JWT-SVIDs on the agent: the cache of tokens the server signed for workloads, and the
 //! validation of tokens against the JWT authorities of the trust domain.
 //!
-//! The server signs every JWT-SVID (`NewJWTSVID`), so the agent has no JWT signing key. Tokens
-//! are cached per registration entry and audience set and reused until half their lifetime.
+//! The server signs every JWT-SVID, so the agent has no JWT signing key: SPIRE's `NewJWTSVID` for
+//! entries with one SPIFFE ID, Signet's `TemplateSvid/NewJWTSVID` with the concrete ID for entries
+//! with a SPIFFE ID template. Tokens are cached per registration entry, concrete SPIFFE ID and
+//! audience set and reused until half their lifetime.
 //! A workload that requests a token for every call it makes thus costs the server one
 //! signature per half lifetime.
 
@@ -14,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use signet_proto::spire::api::types::Jwtsvid;
+use spiffe::SpiffeId;
 use zeroize::Zeroizing;
 
 pub use self::cache::JwtSvidCache;
@@ -22,9 +25,9 @@ pub use self::validate::{MAX_TOKEN_BYTES, ValidatedJwtSvid, ValidationError, val
 use crate::node::{Node, describe_status};
 
 /// Has JWT-SVIDs signed for registration entries. The agent's [`Node`] implements it by calling
-/// the server's `NewJWTSVID`.
+/// the server's `NewJWTSVID`, or `TemplateSvid/NewJWTSVID` for a template entry.
 pub trait JwtSigner: fmt::Debug + Send + Sync {
-    /// Signs a JWT-SVID for the entry `entry_id` whose `aud` claim is `audience`.
+    /// Signs a JWT-SVID for `subject` whose `aud` claim is `audience`.
     ///
     /// # Errors
     ///
@@ -32,9 +35,20 @@ pub trait JwtSigner: fmt::Debug + Send + Sync {
     /// usable token.
     fn new_jwt_svid<'a>(
         &'a self,
-        entry_id: &'a str,
+        subject: JwtSubject<'a>,
         audience: &'a [String],
     ) -> BoxFuture<'a, Result<JwtSvidToken, FetchError>>;
+}
+
+/// The identity a JWT-SVID is signed for.
+#[derive(Clone, Copy, Debug)]
+pub struct JwtSubject<'a> {
+    /// ID of the registration entry.
+    pub entry_id: &'a str,
+    /// The token's `sub`: the entry's SPIFFE ID, or its template filled in for the workload.
+    pub spiffe_id: &'a SpiffeId,
+    /// Whether the entry has a SPIFFE ID template, so the server must be told `spiffe_id`.
+    pub from_template: bool,
 }
 
 /// A signed JWT-SVID with its lifetime. Debug shows the lifetime only, never the token.
@@ -134,18 +148,22 @@ impl fmt::Debug for JwtSvidToken {
 impl JwtSigner for Node {
     fn new_jwt_svid<'a>(
         &'a self,
-        entry_id: &'a str,
+        subject: JwtSubject<'a>,
         audience: &'a [String],
     ) -> BoxFuture<'a, Result<JwtSvidToken, FetchError>> {
         Box::pin(async move {
-            let svid = self
-                .client()
-                .new_jwt_svid(entry_id, audience)
-                .await
-                .map_err(|status| FetchError::Rpc {
-                    code: status.code(),
-                    message: describe_status(&status),
-                })?;
+            let client = self.client();
+            let svid = if subject.from_template {
+                client
+                    .new_template_jwt_svid(subject.entry_id, subject.spiffe_id, audience)
+                    .await
+            } else {
+                client.new_jwt_svid(subject.entry_id, audience).await
+            };
+            let svid = svid.map_err(|status| FetchError::Rpc {
+                code: status.code(),
+                message: describe_status(&status),
+            })?;
             JwtSvidToken::from_proto(svid, SystemTime::now())
         })
     }

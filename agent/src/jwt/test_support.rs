@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use super::{FetchError, JwtSigner, JwtSvidToken};
+use super::{FetchError, JwtSigner, JwtSubject, JwtSvidToken};
 use crate::cache::JwtAuthority;
 
 /// An EC signing key with its key ID.
@@ -24,13 +24,15 @@ pub(crate) struct TestJwtKey {
     public_key_der: Vec<u8>,
 }
 
-/// A [`JwtSigner`] that signs with a [`TestJwtKey`], using the entry ID as `sub`, and counts
-/// its calls. With a gate, each call first waits for a permit.
+/// A [`JwtSigner`] that signs with a [`TestJwtKey`], using the subject's SPIFFE ID as `sub`, and
+/// counts its calls, and separately those for template entries. With a gate, each call first
+/// waits for a permit.
 #[derive(Debug)]
 pub(crate) struct TestSigner {
     pub(crate) key: TestJwtKey,
     pub(crate) lifetime: Duration,
     pub(crate) calls: AtomicUsize,
+    pub(crate) template_calls: AtomicUsize,
     pub(crate) gate: Option<Arc<Semaphore>>,
     /// Status of every call instead of a token, when set.
     pub(crate) failure: Option<tonic::Status>,
@@ -110,6 +112,7 @@ impl TestSigner {
             key: TestJwtKey::es256("test-key"),
             lifetime,
             calls: AtomicUsize::new(0),
+            template_calls: AtomicUsize::new(0),
             gate: None,
             failure: None,
         }
@@ -118,16 +121,23 @@ impl TestSigner {
     pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
+
+    pub(crate) fn template_calls(&self) -> usize {
+        self.template_calls.load(Ordering::SeqCst)
+    }
 }
 
 impl JwtSigner for TestSigner {
     fn new_jwt_svid<'a>(
         &'a self,
-        entry_id: &'a str,
+        subject: JwtSubject<'a>,
         audience: &'a [String],
     ) -> BoxFuture<'a, Result<JwtSvidToken, FetchError>> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            if subject.from_template {
+                self.template_calls.fetch_add(1, Ordering::SeqCst);
+            }
             if let Some(gate) = &self.gate {
                 gate.acquire().await.unwrap().forget();
             }
@@ -140,7 +150,11 @@ impl JwtSigner for TestSigner {
             let audience: Vec<&str> = audience.iter().map(String::as_str).collect();
             let issued_at = UNIX_EPOCH + Duration::from_secs(unix_seconds(SystemTime::now()));
             Ok(JwtSvidToken {
-                token: Zeroizing::new(self.key.token(entry_id, &audience, self.lifetime)),
+                token: Zeroizing::new(self.key.token(
+                    &subject.spiffe_id.to_string(),
+                    &audience,
+                    self.lifetime,
+                )),
                 issued_at,
                 expires_at: issued_at + self.lifetime,
             })

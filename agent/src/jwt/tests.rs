@@ -1,9 +1,9 @@
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use signet_proto::spire::api::types::Jwtsvid;
-use spiffe::TrustDomain;
+use spiffe::{SpiffeId, TrustDomain};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
@@ -16,6 +16,21 @@ const WEB: &str = "spiffe://example.org/web";
 
 fn audience(values: &[&str]) -> Vec<String> {
     values.iter().map(|value| (*value).to_owned()).collect()
+}
+
+static WEB_ID: LazyLock<SpiffeId> = LazyLock::new(|| SpiffeId::new(WEB).unwrap());
+
+/// Returns the subject of the plain entry `WEB`, whose entry ID is its SPIFFE ID.
+fn web() -> JwtSubject<'static> {
+    plain(WEB, &WEB_ID)
+}
+
+fn plain<'a>(entry_id: &'a str, spiffe_id: &'a SpiffeId) -> JwtSubject<'a> {
+    JwtSubject {
+        entry_id,
+        spiffe_id,
+        from_template: false,
+    }
 }
 
 fn trust_domain() -> TrustDomain {
@@ -31,13 +46,13 @@ async fn cache_reuses_token_until_half_life() {
     let now = SystemTime::now();
 
     let first = cache
-        .fetch(&signer, WEB, &audience(&["db"]), now)
+        .fetch(&signer, web(), &audience(&["db"]), now)
         .await
         .unwrap();
     let again = cache
         .fetch(
             &signer,
-            WEB,
+            web(),
             &audience(&["db"]),
             now + Duration::from_secs(140),
         )
@@ -49,7 +64,7 @@ async fn cache_reuses_token_until_half_life() {
     let renewed = cache
         .fetch(
             &signer,
-            WEB,
+            web(),
             &audience(&["db"]),
             now + Duration::from_secs(152),
         )
@@ -61,35 +76,66 @@ async fn cache_reuses_token_until_half_life() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn cache_key_ignores_audience_order_and_duplicates() {
+    let other = SpiffeId::new("spiffe://example.org/other").unwrap();
     let signer = TestSigner::new(LIFETIME);
     let cache = JwtSvidCache::new();
     let now = SystemTime::now();
 
     cache
-        .fetch(&signer, WEB, &audience(&["b", "a"]), now)
+        .fetch(&signer, web(), &audience(&["b", "a"]), now)
         .await
         .unwrap();
     cache
-        .fetch(&signer, WEB, &audience(&["a", "b", "a"]), now)
+        .fetch(&signer, web(), &audience(&["a", "b", "a"]), now)
         .await
         .unwrap();
     assert_eq!(signer.calls(), 1);
 
     cache
-        .fetch(&signer, WEB, &audience(&["a"]), now)
+        .fetch(&signer, web(), &audience(&["a"]), now)
         .await
         .unwrap();
     cache
-        .fetch(
-            &signer,
-            "spiffe://example.org/other",
-            &audience(&["a"]),
-            now,
-        )
+        .fetch(&signer, plain("other", &other), &audience(&["a"]), now)
         .await
         .unwrap();
     assert_eq!(signer.calls(), 3);
     assert_eq!(cache.len(), 3);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cache_keys_template_tokens_by_concrete_id() {
+    let signer = TestSigner::new(LIFETIME);
+    let cache = JwtSvidCache::new();
+    let now = SystemTime::now();
+    let root = SpiffeId::new("spiffe://example.org/uid/0").unwrap();
+    let nobody = SpiffeId::new("spiffe://example.org/uid/65534").unwrap();
+    let subject = |spiffe_id| JwtSubject {
+        entry_id: "uid",
+        spiffe_id,
+        from_template: true,
+    };
+
+    let mut tokens = Vec::new();
+    for spiffe_id in [&root, &nobody, &root] {
+        let token = cache
+            .fetch(&signer, subject(spiffe_id), &audience(&["db"]), now)
+            .await
+            .unwrap();
+        tokens.push(token);
+    }
+
+    assert_eq!(signer.calls(), 2);
+    assert_eq!(signer.template_calls(), 2);
+    assert_eq!(cache.len(), 2);
+    assert!(Arc::ptr_eq(&tokens[0], &tokens[2]));
+    let authorities = [signer.key.authority()];
+    let subjects: Vec<SpiffeId> = tokens[..2]
+        .iter()
+        .map(|token| validate(&token.token, "db", &trust_domain(), &authorities, now))
+        .map(|validated| validated.unwrap().spiffe_id)
+        .collect();
+    assert_eq!(subjects, [root, nobody]);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -108,7 +154,7 @@ async fn concurrent_requests_share_one_signature() {
             let cache = Arc::clone(&cache);
             tokio::spawn(async move {
                 cache
-                    .fetch(signer.as_ref(), WEB, &audience(&["db"]), now)
+                    .fetch(signer.as_ref(), web(), &audience(&["db"]), now)
                     .await
                     .unwrap()
             })
@@ -141,14 +187,14 @@ async fn failed_signing_is_not_cached() {
     let now = SystemTime::now();
 
     let error = cache
-        .fetch(&failing, WEB, &audience(&["db"]), now)
+        .fetch(&failing, web(), &audience(&["db"]), now)
         .await
         .unwrap_err();
     assert!(matches!(error, FetchError::Rpc { .. }), "{error:?}");
 
     let working = TestSigner::new(LIFETIME);
     cache
-        .fetch(&working, WEB, &audience(&["db"]), now)
+        .fetch(&working, web(), &audience(&["db"]), now)
         .await
         .unwrap();
     assert_eq!(working.calls(), 1);
@@ -164,17 +210,17 @@ async fn unexpired_token_serves_when_signing_fails() {
     let cache = JwtSvidCache::new();
     let now = SystemTime::now();
     let cached = cache
-        .fetch(&working, WEB, &audience(&["db"]), now)
+        .fetch(&working, web(), &audience(&["db"]), now)
         .await
         .unwrap();
 
     let past_half_life = now + LIFETIME * 3 / 4;
     let served = cache
-        .fetch(&failing, WEB, &audience(&["db"]), past_half_life)
+        .fetch(&failing, web(), &audience(&["db"]), past_half_life)
         .await
         .unwrap();
     let after_expiry = cache
-        .fetch(&failing, WEB, &audience(&["db"]), now + LIFETIME * 2)
+        .fetch(&failing, web(), &audience(&["db"]), now + LIFETIME * 2)
         .await;
 
     assert!(Arc::ptr_eq(&served, &cached));
@@ -187,9 +233,10 @@ async fn prune_drops_tokens_of_removed_entries() {
     let signer = TestSigner::new(LIFETIME);
     let cache = JwtSvidCache::new();
     let now = SystemTime::now();
-    for entry_id in [WEB, "spiffe://example.org/gone"] {
+    let removed = SpiffeId::new("spiffe://example.org/gone").unwrap();
+    for subject in [web(), plain("removed", &removed)] {
         cache
-            .fetch(&signer, entry_id, &audience(&["db"]), now)
+            .fetch(&signer, subject, &audience(&["db"]), now)
             .await
             .unwrap();
     }
@@ -197,17 +244,18 @@ async fn prune_drops_tokens_of_removed_entries() {
     let mut snapshot = Snapshot::empty(trust_domain());
     snapshot.identities.push(Identity {
         entry_id: WEB.to_owned(),
-        spiffe_id: spiffe::SpiffeId::new(WEB).unwrap(),
+        spiffe_id: spiffe::SpiffeId::new(WEB).unwrap().into(),
         selectors: Vec::new(),
         hint: String::new(),
         svid: None,
+        expanded_svids: std::collections::BTreeMap::new(),
     });
     snapshot.revision = 7;
     cache.prune(&snapshot);
 
     assert_eq!(cache.len(), 1);
     cache
-        .fetch(&signer, WEB, &audience(&["db"]), now)
+        .fetch(&signer, web(), &audience(&["db"]), now)
         .await
         .unwrap();
     assert_eq!(signer.calls(), 2);
@@ -219,17 +267,18 @@ async fn prune_drops_tokens_of_tainted_keys() {
     let cache = JwtSvidCache::new();
     let now = SystemTime::now();
     cache
-        .fetch(&signer, WEB, &audience(&["db"]), now)
+        .fetch(&signer, web(), &audience(&["db"]), now)
         .await
         .unwrap();
 
     let mut snapshot = Snapshot::empty(trust_domain());
     snapshot.identities.push(Identity {
         entry_id: WEB.to_owned(),
-        spiffe_id: spiffe::SpiffeId::new(WEB).unwrap(),
+        spiffe_id: spiffe::SpiffeId::new(WEB).unwrap().into(),
         selectors: Vec::new(),
         hint: String::new(),
         svid: None,
+        expanded_svids: std::collections::BTreeMap::new(),
     });
     snapshot.jwt_authorities.push(signer.key.authority());
     snapshot.revision = 7;
@@ -242,7 +291,7 @@ async fn prune_drops_tokens_of_tainted_keys() {
 
     assert!(cache.is_empty());
     cache
-        .fetch(&signer, WEB, &audience(&["db"]), now)
+        .fetch(&signer, web(), &audience(&["db"]), now)
         .await
         .unwrap();
     assert_eq!(signer.calls(), 2);
@@ -256,7 +305,7 @@ async fn cache_stays_within_capacity() {
 
     for index in 0..10 {
         let audience = audience(&[&format!("service-{index}")]);
-        cache.fetch(&signer, WEB, &audience, now).await.unwrap();
+        cache.fetch(&signer, web(), &audience, now).await.unwrap();
         assert!(cache.len() <= 3, "{} cached tokens", cache.len());
     }
     assert_eq!(signer.calls(), 10);

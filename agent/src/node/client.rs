@@ -3,7 +3,10 @@
 use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::CertificateDer;
+use signet_core::ids::to_proto_id;
 use signet_core::jwk::jwk_from_public_key_der;
+use signet_proto::signet::server::svid::v1::NewJwtsvidRequest as TemplateJwtSvidRequest;
+use signet_proto::signet::server::svid::v1::template_svid_client::TemplateSvidClient;
 use signet_proto::signet::server::sync::v1::sync_client::SyncClient;
 use signet_proto::signet::server::sync::v1::{ChangeNotice, WatchChangesRequest};
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
@@ -20,7 +23,7 @@ use signet_proto::spire::api::server::svid::v1::{
     BatchNewX509svidRequest, NewJwtsvidRequest, NewX509svidParams, batch_new_x509svid_response,
 };
 use signet_proto::spire::api::types::{AttestationData, Entry, JwtKey, Jwtsvid, X509svid};
-use spiffe::TrustDomain;
+use spiffe::{SpiffeId, TrustDomain};
 use tonic::codec::Streaming;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -249,6 +252,30 @@ impl ServerClient {
             audience: audience.to_vec(),
         };
         let response = SvidClient::new(self.channel.clone())
+            .new_jwtsvid(request)
+            .await;
+        let response = self.observe(response)?;
+        Ok(response.into_inner().svid)
+    }
+
+    /// Asks the server to sign a JWT-SVID for `spiffe_id`, an expansion of the SPIFFE ID template
+    /// of the registration entry `entry_id`, with `audience` as its `aud` claim.
+    ///
+    /// # Errors
+    ///
+    /// The status of a failed call.
+    pub async fn new_template_jwt_svid(
+        &self,
+        entry_id: &str,
+        spiffe_id: &SpiffeId,
+        audience: &[String],
+    ) -> Result<Option<Jwtsvid>, Status> {
+        let request = TemplateJwtSvidRequest {
+            entry_id: entry_id.to_owned(),
+            spiffe_id: Some(to_proto_id(spiffe_id)),
+            audience: audience.to_vec(),
+        };
+        let response = TemplateSvidClient::new(self.channel.clone())
             .new_jwtsvid(request)
             .await;
         let response = self.observe(response)?;

@@ -118,6 +118,15 @@ pub enum NodeError {
         #[source]
         source: Box<NodeError>,
     },
+    /// The server banned the agent, and attesting with the new join token failed.
+    #[error("the server banned agent {agent_id}, and attesting with the new --join-token failed")]
+    AttestAfterBanFailed {
+        /// The agent's former SPIFFE ID, with the join token redacted.
+        agent_id: String,
+        /// The cause of the attestation failure.
+        #[source]
+        source: Box<NodeError>,
+    },
     /// Another agent holds the lock on the data directory.
     #[error("data directory {0} is in use by another agent: stop it or choose another --data-dir")]
     DataDirInUse(PathBuf),
@@ -251,12 +260,14 @@ impl Node {
     }
 
     /// Attests again after the server rejected this agent, replacing the stored SVID, when the
-    /// agent was not attested and a join token was given.
+    /// agent was not attested and a join token was given, or when it was banned and a join token
+    /// other than the one it attested with was given.
     ///
     /// # Errors
     ///
-    /// [`NodeError::Banned`] for a banned agent, [`NodeError::Evicted`] without a join token,
-    /// [`NodeError::ReattestFailed`] when the attestation fails.
+    /// [`NodeError::Banned`] for a banned agent without a new join token, [`NodeError::Evicted`]
+    /// without a join token, [`NodeError::ReattestFailed`] or
+    /// [`NodeError::AttestAfterBanFailed`] when the attestation fails.
     pub async fn reattest(
         config: &AgentConfig,
         previous: &Node,
@@ -264,6 +275,20 @@ impl Node {
     ) -> Result<Self, NodeError> {
         let agent_id = redacted_agent_id(&previous.agent_id);
         let token = match (rejection, &config.join_token) {
+            // The ban is on the old agent ID. A token other than the one that ID was made from is
+            // a new grant from an operator, which is what the `Banned` error tells them to give.
+            (Rejection::Banned, Some(token)) if !previous.is_attested_with(token) => {
+                tracing::warn!(
+                    spiffe_id = %agent_id,
+                    "The server banned this agent: attesting with the new join token"
+                );
+                return Self::attest(config, token, Some(previous.bundle()))
+                    .await
+                    .map_err(|source| NodeError::AttestAfterBanFailed {
+                        agent_id,
+                        source: Box::new(source),
+                    });
+            }
             (Rejection::Banned, _) => return Err(NodeError::Banned(agent_id)),
             (Rejection::NotAttested, None) => return Err(NodeError::Evicted(agent_id)),
             (Rejection::NotAttested, Some(token)) => token,
@@ -293,6 +318,12 @@ impl Node {
     /// Returns the agent's SPIFFE ID.
     pub fn agent_id(&self) -> &SpiffeId {
         &self.agent_id
+    }
+
+    /// Returns true when this agent's SPIFFE ID was made from `token`, so the token is used up.
+    fn is_attested_with(&self, token: &JoinToken) -> bool {
+        join_token_agent_id(&self.trust_domain, token.expose_secret())
+            .is_ok_and(|id| id == self.agent_id)
     }
 
     /// Returns the trust domain of the agent and its server.
@@ -406,7 +437,10 @@ impl Node {
             });
         }
         if config.join_token.is_some() {
-            tracing::info!("Ignoring the join token because a valid agent SVID is stored");
+            tracing::info!(
+                "Resuming with the stored agent SVID: the join token is used only if the server \
+                 rejects it"
+            );
         }
         tracing::info!(
             spiffe_id = %redacted_agent_id(&stored.agent_id),

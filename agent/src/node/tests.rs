@@ -227,11 +227,12 @@ async fn evicted_agent_without_token_stops_with_advice() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn banned_agent_stops_even_with_token() {
+async fn banned_agent_stops_with_its_used_token() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     store_svid(&ca, dir.path(), SystemTime::now() - Duration::from_secs(60));
-    let config = config(dir.path(), Some("fresh"), Bootstrap::None);
+    // AGENT_ID was made from the token "abc", so the server has used it up.
+    let config = config(dir.path(), Some("abc"), Bootstrap::None);
     let node = Node::start(&config).await.unwrap();
 
     let error = Node::reattest(&config, &node, Rejection::Banned)
@@ -239,6 +240,26 @@ async fn banned_agent_stops_even_with_token() {
         .unwrap_err();
 
     assert!(matches!(error, NodeError::Banned(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn banned_agent_with_new_token_attests_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    store_svid(&ca, dir.path(), SystemTime::now() - Duration::from_secs(60));
+    // Nothing listens on the configured port: the attempt to attest shows in the error.
+    let config = config(dir.path(), Some("fresh"), Bootstrap::None);
+    let node = Node::start(&config).await.unwrap();
+
+    let error = Node::reattest(&config, &node, Rejection::Banned)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error, NodeError::AttestAfterBanFailed { .. }),
+        "{error:?}"
+    );
+    assert!(!error.to_string().contains("fresh"), "{error}");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -308,7 +329,10 @@ fn config(
         bootstrap,
         data_dir: data_dir.to_owned(),
         socket_path: data_dir.join("api.sock"),
+        admin_socket: data_dir.join("admin.sock"),
         persist_workload_svids: true,
+        metrics_address: None,
+        health_address: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! DER certificates and keys are base64 strings. The layout has a `version` so that a later
 //! agent can tell an older file apart instead of misreading it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -117,9 +118,12 @@ impl StoredCache {
                 .iter()
                 .map(StoredJwtAuthority::from_authority)
                 .collect(),
+            // NOTE: template entries are left out. Their X509-SVIDs are signed for the
+            // workloads that ask, so a restarted agent serves them only once the server is back.
             identities: snapshot
                 .identities
                 .iter()
+                .filter(|identity| !identity.spiffe_id.is_template())
                 .map(StoredIdentity::from_identity)
                 .collect(),
         }
@@ -248,10 +252,11 @@ impl StoredIdentity {
             .map(Arc::new);
         Ok(Identity {
             entry_id: self.entry_id,
-            spiffe_id,
+            spiffe_id: spiffe_id.into(),
             selectors,
             hint: self.hint,
             svid,
+            expanded_svids: BTreeMap::new(),
         })
     }
 }

@@ -31,10 +31,11 @@ fn svid(ca: &TestCa, spiffe_id: &str, not_before: SystemTime) -> Arc<X509SvidMat
 fn identity(entry_id: &str, spiffe_id: &str, svid: Option<Arc<X509SvidMaterial>>) -> Identity {
     Identity {
         entry_id: entry_id.to_owned(),
-        spiffe_id: SpiffeId::new(spiffe_id).unwrap(),
+        spiffe_id: SpiffeId::new(spiffe_id).unwrap().into(),
         selectors: vec![Selector::parse("unix:uid:1000").unwrap()],
         hint: "frontend".to_owned(),
         svid,
+        expanded_svids: std::collections::BTreeMap::new(),
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use signet_core::ids::{from_proto_id, server_id};
 use signet_core::selector::Selector;
+use signet_core::template::SpiffeIdTemplate;
 use signet_proto::spire::api::types::Entry;
 use spiffe::{SpiffeId, TrustDomain};
 
@@ -11,7 +12,8 @@ use spiffe::{SpiffeId, TrustDomain};
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ServedEntry {
     pub(crate) entry_id: String,
-    pub(crate) spiffe_id: SpiffeId,
+    /// The entry's SPIFFE ID, or the template that workloads' selectors fill in.
+    pub(crate) spiffe_id: SpiffeIdTemplate,
     pub(crate) selectors: Vec<Selector>,
     pub(crate) hint: String,
     /// The server's revision of the entry: a new one means the SVID must be signed again.
@@ -68,8 +70,12 @@ fn convert(
     if &parent_id == server {
         return Ok(None);
     }
-    let spiffe_id =
-        from_proto_id(entry.spiffe_id.as_ref()).map_err(|error| reject(error.to_string()))?;
+    let spiffe_id = entry
+        .spiffe_id
+        .as_ref()
+        .ok_or_else(|| reject("the entry has no SPIFFE ID".to_owned()))?;
+    let spiffe_id = SpiffeIdTemplate::from_parts(&spiffe_id.trust_domain, &spiffe_id.path)
+        .map_err(|error| reject(error.to_string()))?;
     if spiffe_id.trust_domain() != trust_domain {
         return Err(reject(format!(
             "SPIFFE ID {spiffe_id} is outside trust domain {trust_domain}"

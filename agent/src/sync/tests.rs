@@ -20,7 +20,9 @@ fn trust_domain() -> TrustDomain {
 fn identity(entry_id: &str, expires_at: Option<SystemTime>) -> Identity {
     Identity {
         entry_id: entry_id.to_owned(),
-        spiffe_id: SpiffeId::new(format!("spiffe://example.org/{entry_id}")).unwrap(),
+        spiffe_id: SpiffeId::new(format!("spiffe://example.org/{entry_id}"))
+            .unwrap()
+            .into(),
         selectors: vec![Selector::parse("unix:uid:1000").unwrap()],
         hint: String::new(),
         svid: expires_at.map(|expires_at| {
@@ -30,6 +32,7 @@ fn identity(entry_id: &str, expires_at: Option<SystemTime>) -> Identity {
                 expires_at,
             })
         }),
+        expanded_svids: BTreeMap::new(),
     }
 }
 
@@ -57,6 +60,32 @@ fn withdraw_expired_removes_only_expired_svids() {
     assert!(current.identities[1].svid.is_some());
     assert!(current.identities[2].svid.is_none());
     assert_eq!(next_expiry, Some(Duration::from_secs(30)));
+}
+
+#[test]
+fn withdraw_expired_records_expiry_for_explain() {
+    let cache = Cache::new(trust_domain());
+    let expired_at = now() - Duration::from_secs(1);
+    cache.publish(snapshot(vec![
+        identity("expired", Some(expired_at)),
+        identity("unsigned", None),
+    ]));
+
+    withdraw_expired(&cache, now());
+
+    let expired_id = SpiffeId::new("spiffe://example.org/expired").unwrap();
+    let unsigned_id = SpiffeId::new("spiffe://example.org/unsigned").unwrap();
+    assert_eq!(cache.expired_at(&expired_id), Some(expired_at));
+    assert_eq!(cache.expired_at(&unsigned_id), None);
+
+    // A renewed X509-SVID clears the record at the next withdrawal.
+    let renewed = now() + Duration::from_secs(60);
+    cache.publish(snapshot(vec![
+        identity("expired", Some(renewed)),
+        identity("other", Some(now())),
+    ]));
+    withdraw_expired(&cache, now());
+    assert_eq!(cache.expired_at(&expired_id), None);
 }
 
 #[test]
@@ -115,11 +144,14 @@ fn differs_detects_each_change() {
 // === sync against an in-process server ===
 
 mod against_server {
-    use std::collections::HashMap;
+    use std::collections::{BTreeSet, HashMap};
     use std::pin::Pin;
     use std::sync::Mutex;
 
+    use rcgen::{CertificateSigningRequestParams, SanType};
+    use rustls::pki_types::CertificateSigningRequestDer;
     use signet_core::ids::{server_id, to_proto_id};
+    use signet_core::template::SpiffeIdTemplate;
     use signet_core::tls::spiffe_id_of;
     use signet_proto::signet::server::sync::v1::sync_server::{Sync, SyncServer};
     use signet_proto::signet::server::sync::v1::{ChangeNotice, WatchChangesRequest};
@@ -151,6 +183,7 @@ mod against_server {
 
     use super::*;
     use crate::config::{AgentConfig, Bootstrap};
+    use crate::demand::ExpandedId;
     use crate::jwt::JwtSigner;
     use crate::jwt::test_support::TestJwtKey;
     use crate::node::Node;
@@ -283,7 +316,7 @@ mod against_server {
 
     impl FakeServer {
         fn sign(&self, entry: &Entry, csr: &[u8]) -> batch_new_x509svid_response::Result {
-            let spiffe_id = signet_core::ids::from_proto_id(entry.spiffe_id.as_ref()).unwrap();
+            let spiffe_id = signed_id(entry, csr);
             let not_before = SystemTime::now() - Duration::from_secs(10);
             let chain = self
                 .ca
@@ -292,7 +325,7 @@ mod against_server {
                 status: Some(ProtoStatus::default()),
                 svid: Some(X509svid {
                     cert_chain: chain,
-                    id: entry.spiffe_id.clone(),
+                    id: Some(to_proto_id(&spiffe_id)),
                     ..X509svid::default()
                 }),
             }
@@ -378,10 +411,33 @@ mod against_server {
         }
     }
 
+    /// Returns the SPIFFE ID the server signs for `entry`: its own, or for a template the one
+    /// the CSR carries, which must be an expansion of it.
+    fn signed_id(entry: &Entry, csr: &[u8]) -> SpiffeId {
+        let id = entry.spiffe_id.as_ref().unwrap();
+        let template = SpiffeIdTemplate::from_parts(&id.trust_domain, &id.path).unwrap();
+        if let Some(own) = template.spiffe_id() {
+            return own.clone();
+        }
+        let csr = CertificateSigningRequestDer::from(csr.to_vec());
+        let request = CertificateSigningRequestParams::from_der(&csr).unwrap();
+        let uri = request
+            .params
+            .subject_alt_names
+            .iter()
+            .find_map(|name| match name {
+                SanType::URI(uri) => Some(uri.as_str().to_owned()),
+                _ => None,
+            });
+        let requested = SpiffeId::new(uri.unwrap()).unwrap();
+        template.check_expansion(&requested).unwrap();
+        requested
+    }
+
     fn entry(id: &str, spiffe_id: &str, parent_id: &SpiffeId, created_at: i64) -> Entry {
         Entry {
             id: id.to_owned(),
-            spiffe_id: Some(to_proto_id(&SpiffeId::new(spiffe_id).unwrap())),
+            spiffe_id: Some(SpiffeIdTemplate::parse(spiffe_id).unwrap().to_proto()),
             parent_id: Some(to_proto_id(parent_id)),
             selectors: vec![ProtoSelector {
                 r#type: "unix".to_owned(),
@@ -416,7 +472,10 @@ mod against_server {
             bootstrap: Bootstrap::None,
             data_dir: std::env::temp_dir(),
             socket_path: std::env::temp_dir().join("unused.sock"),
+            admin_socket: std::env::temp_dir().join("unused-admin.sock"),
             persist_workload_svids: true,
+            metrics_address: None,
+            health_address: None,
         };
         let node = Node::with_state(
             &config,
@@ -464,7 +523,7 @@ mod against_server {
         let node = start_agent_node(&ca, server.clone()).await;
         let cache = Cache::new(trust_domain());
         let mut snapshots = cache.subscribe();
-        let syncing = tokio::spawn(run(node, cache.clone()));
+        let syncing = tokio::spawn(run(node, cache.clone(), AgentMetrics::default()));
 
         // The first sync signs both workload entries and skips the alias.
         let snapshot = wait_for(&mut snapshots, |snapshot| is_fully_signed(snapshot, 2)).await;
@@ -476,7 +535,8 @@ mod against_server {
         assert_eq!(ids, ["db", "web"]);
         for identity in &snapshot.identities {
             let svid = identity.svid.as_ref().unwrap();
-            assert_eq!(spiffe_id_of(&svid.chain[0]).unwrap(), identity.spiffe_id);
+            let leaf_id = spiffe_id_of(&svid.chain[0]).unwrap();
+            assert_eq!(Some(&leaf_id), identity.spiffe_id.spiffe_id());
         }
         assert_eq!(snapshot.bundle, ca.bundle());
 
@@ -485,6 +545,40 @@ mod against_server {
         let snapshot = wait_for(&mut snapshots, |snapshot| snapshot.identities.len() == 1).await;
         assert_eq!(snapshot.identities[0].entry_id, "web");
         assert!(snapshot.identities[0].svid.is_some());
+
+        syncing.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sync_signs_template_expansions_on_demand() {
+        let ca = Arc::new(TestCa::new());
+        let agent_id = SpiffeId::new(AGENT_ID).unwrap();
+        let server = fake_server(&ca);
+        let template = "spiffe://example.org/uid/{unix:uid}";
+        server.set_entries(vec![entry("uid", template, &agent_id, 1)]);
+        let node = start_agent_node(&ca, server.clone()).await;
+        let cache = Cache::new(trust_domain());
+        let mut snapshots = cache.subscribe();
+        let syncing = tokio::spawn(run(node, cache.clone(), AgentMetrics::default()));
+
+        // Nothing can be signed before a workload needs a concrete ID.
+        let snapshot = wait_for(&mut snapshots, |snapshot| snapshot.identities.len() == 1).await;
+        assert!(snapshot.identities[0].svid.is_none());
+        assert!(snapshot.identities[0].expanded_svids.is_empty());
+
+        let root = SpiffeId::new("spiffe://example.org/uid/0").unwrap();
+        let lease = cache.demand().lease();
+        lease.hold(BTreeSet::from([ExpandedId {
+            entry_id: "uid".to_owned(),
+            spiffe_id: root.clone(),
+        }]));
+        let snapshot = wait_for(&mut snapshots, |snapshot| {
+            snapshot.identities[0].expanded_svids.contains_key(&root)
+        })
+        .await;
+        let svid = &snapshot.identities[0].expanded_svids[&root];
+        assert_eq!(spiffe_id_of(&svid.chain[0]).unwrap(), root);
+        assert_eq!(snapshot.identities[0].expanded_svids.len(), 1);
 
         syncing.abort();
     }
@@ -517,7 +611,11 @@ mod against_server {
         let node = start_agent_node(&ca, server.clone()).await;
         let cache = Cache::new(trust_domain());
         let mut snapshots = cache.subscribe();
-        let syncing = tokio::spawn(run(Arc::clone(&node), cache.clone()));
+        let syncing = tokio::spawn(run(
+            Arc::clone(&node),
+            cache.clone(),
+            AgentMetrics::default(),
+        ));
 
         let snapshot = wait_for(&mut snapshots, |snapshot| is_fully_signed(snapshot, 1)).await;
         assert_eq!(snapshot.jwt_authorities.len(), 1);
@@ -553,7 +651,13 @@ mod against_server {
         let node = start_agent_node(&ca, server.clone()).await;
 
         let audience = vec!["db".to_owned()];
-        let token = node.new_jwt_svid("web", &audience).await.unwrap();
+        let web = SpiffeId::new("spiffe://example.org/web").unwrap();
+        let subject = |entry_id| crate::jwt::JwtSubject {
+            entry_id,
+            spiffe_id: &web,
+            from_template: false,
+        };
+        let token = node.new_jwt_svid(subject("web"), &audience).await.unwrap();
         let validated = crate::jwt::validate(
             &token.token,
             "db",
@@ -565,7 +669,10 @@ mod against_server {
         assert_eq!(validated.spiffe_id.to_string(), "spiffe://example.org/web");
         assert!(token.expires_at > SystemTime::now());
 
-        let error = node.new_jwt_svid("missing", &audience).await.unwrap_err();
+        let error = node
+            .new_jwt_svid(subject("missing"), &audience)
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 error,

@@ -1,12 +1,15 @@
 //! Decides what a caller with given selectors receives from a cache snapshot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
-use signet_core::selector::{Selector, is_subset};
+use signet_core::selector::Selector;
 use signet_proto::workload::{X509BundlesResponse, X509svid, X509svidResponse};
 
-use crate::cache::{Identity, Snapshot, X509SvidMaterial};
+use super::matching::{EntitledIdentity, ExpansionWarnings, match_identities};
+use crate::cache::{Snapshot, X509SvidMaterial};
+use crate::demand::DemandLease;
 
 /// Outcome of one snapshot for one caller: the message a stream can send, if any.
 #[derive(Debug, PartialEq)]
@@ -21,33 +24,33 @@ pub(super) enum Delivery<T> {
     Complete(T),
 }
 
-/// Returns the identities whose selectors are all among `selectors`, in snapshot order (the
-/// first one is the default identity).
+/// Returns the function that builds the `FetchX509SVID` messages of the process `pid` from each
+/// snapshot.
 ///
-/// Hints must be unique within a response, so of several identities with the same non-empty
-/// hint only the first one stays. Identities are ordered by creation, so the oldest entry wins.
-pub(super) fn entitled_identities<'a>(
-    snapshot: &'a Snapshot,
-    selectors: &[Selector],
-) -> Vec<&'a Identity> {
-    let mut hints = HashSet::new();
-    snapshot
-        .identities
-        .iter()
-        .filter(|identity| is_subset(&identity.selectors, selectors))
-        .filter(|identity| identity.hint.is_empty() || hints.insert(identity.hint.as_str()))
-        .collect()
+/// The function holds the caller's template expansions in `lease`, so that sync signs and renews
+/// their X509-SVIDs while the stream lasts, and reports templates the caller's selectors cannot
+/// fill through `warnings`.
+pub(super) fn x509_svid_messages(
+    lease: DemandLease,
+    warnings: Arc<ExpansionWarnings>,
+    pid: i32,
+) -> impl Fn(&Snapshot, &[Selector]) -> Delivery<X509svidResponse> + Send + 'static {
+    move |snapshot, selectors| {
+        let matches = match_identities(snapshot, selectors);
+        warnings.report(pid, &matches.unexpanded);
+        lease.hold(matches.expanded_ids());
+        x509_svids(snapshot, &matches.entitled)
+    }
 }
 
-/// Returns the `FetchX509SVID` message for a caller with `selectors`.
+/// Returns the `FetchX509SVID` message for a caller entitled to `entitled`.
 pub(super) fn x509_svids(
     snapshot: &Snapshot,
-    selectors: &[Selector],
+    entitled: &[EntitledIdentity<'_>],
 ) -> Delivery<X509svidResponse> {
     if !snapshot.is_synced() {
         return Delivery::Waiting;
     }
-    let entitled = entitled_identities(snapshot, selectors);
     if entitled.is_empty() {
         return Delivery::Denied;
     }
@@ -55,9 +58,9 @@ pub(super) fn x509_svids(
     let bundle = concatenate_der(&snapshot.bundle);
     let svids: Vec<X509svid> = entitled
         .iter()
-        .filter_map(|identity| {
-            let material = identity.svid.as_deref()?;
-            x509_svid(identity, material, &bundle)
+        .filter_map(|entitled| {
+            let material = entitled.svid()?;
+            x509_svid(entitled, material, &bundle)
         })
         .collect();
 
@@ -84,7 +87,7 @@ pub(super) fn x509_bundles(
     if !snapshot.is_synced() {
         return Delivery::Waiting;
     }
-    if entitled_identities(snapshot, selectors).is_empty() {
+    if match_identities(snapshot, selectors).entitled.is_empty() {
         return Delivery::Denied;
     }
     let bundles = HashMap::from([(
@@ -98,16 +101,20 @@ pub(super) fn x509_bundles(
 }
 
 /// Builds one SVID message, or `None` for material without a certificate.
-fn x509_svid(identity: &Identity, material: &X509SvidMaterial, bundle: &[u8]) -> Option<X509svid> {
+fn x509_svid(
+    entitled: &EntitledIdentity<'_>,
+    material: &X509SvidMaterial,
+    bundle: &[u8],
+) -> Option<X509svid> {
     if material.chain.is_empty() {
         return None;
     }
     Some(X509svid {
-        spiffe_id: identity.spiffe_id.to_string(),
+        spiffe_id: entitled.spiffe_id.to_string(),
         x509_svid: concatenate_der(&material.chain),
         x509_svid_key: material.private_key_pkcs8.to_vec(),
         bundle: bundle.to_vec(),
-        hint: identity.hint.clone(),
+        hint: entitled.identity.hint.clone(),
     })
 }
 

@@ -20,10 +20,11 @@ use spiffe::SpiffeId;
 use tonic::Status;
 use tracing::{debug, warn};
 
-use super::delivery::{Delivery, entitled_identities};
+use super::delivery::Delivery;
+use super::matching::{EntitledIdentity, match_identities};
 use super::stream::{Caller, deny};
-use crate::cache::{Identity, Snapshot};
-use crate::jwt::{self, FetchError, JwtSigner, JwtSvidCache};
+use crate::cache::Snapshot;
+use crate::jwt::{self, FetchError, JwtSigner, JwtSubject, JwtSvidCache};
 
 /// Issues JWT-SVIDs to callers through the token cache.
 #[derive(Debug)]
@@ -58,9 +59,10 @@ impl JwtSvidIssuer {
             ));
         }
         self.cache.prune(snapshot);
-        let identities: Vec<&Identity> = entitled_identities(snapshot, &caller.selectors)
+        let identities: Vec<EntitledIdentity<'_>> = match_identities(snapshot, &caller.selectors)
+            .entitled
             .into_iter()
-            .filter(|identity| requested.is_none_or(|id| identity.spiffe_id == *id))
+            .filter(|entitled| requested.is_none_or(|id| entitled.spiffe_id == *id))
             .collect();
         if identities.is_empty() {
             return Err(deny(caller, snapshot));
@@ -74,7 +76,7 @@ impl JwtSvidIssuer {
         let now = SystemTime::now();
         let signing = identities
             .iter()
-            .map(|identity| self.cache.fetch(signer, &identity.entry_id, audience, now));
+            .map(|entitled| self.cache.fetch(signer, subject(entitled), audience, now));
         let tokens = try_join_all(signing)
             .await
             .map_err(|error| fetch_failed(caller, &error))?;
@@ -82,22 +84,31 @@ impl JwtSvidIssuer {
         let svids = identities
             .iter()
             .zip(tokens)
-            .map(|(identity, token)| {
+            .map(|(entitled, token)| {
                 debug!(
                     pid = caller.pid,
-                    spiffe_id = %identity.spiffe_id,
+                    spiffe_id = %entitled.spiffe_id,
                     audience = ?audience,
                     expiry = %humantime::format_rfc3339_seconds(token.expires_at),
                     "Issuing JWT-SVID"
                 );
                 Jwtsvid {
-                    spiffe_id: identity.spiffe_id.to_string(),
+                    spiffe_id: entitled.spiffe_id.to_string(),
                     svid: token.token.to_string(),
-                    hint: identity.hint.clone(),
+                    hint: entitled.identity.hint.clone(),
                 }
             })
             .collect();
         Ok(JwtsvidResponse { svids })
+    }
+}
+
+/// Returns the subject of the JWT-SVID for `entitled`.
+fn subject<'a>(entitled: &'a EntitledIdentity<'_>) -> JwtSubject<'a> {
+    JwtSubject {
+        entry_id: &entitled.identity.entry_id,
+        spiffe_id: &entitled.spiffe_id,
+        from_template: entitled.identity.spiffe_id.is_template(),
     }
 }
 
@@ -205,7 +216,7 @@ pub(super) fn jwt_bundles(
     if !snapshot.is_synced() {
         return Delivery::Waiting;
     }
-    if entitled_identities(snapshot, selectors).is_empty() {
+    if match_identities(snapshot, selectors).entitled.is_empty() {
         return Delivery::Denied;
     }
     let keys: Vec<(String, Vec<u8>)> = snapshot

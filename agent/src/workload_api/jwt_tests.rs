@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use prost_types::value::Kind;
 use signet_core::selector::Selector;
+use signet_core::template::SpiffeIdTemplate;
 use signet_proto::workload::{
     JwtBundlesRequest, JwtBundlesResponse, JwtsvidRequest, JwtsvidResponse, ValidateJwtsvidRequest,
 };
@@ -154,6 +155,33 @@ async fn fetch_jwt_svid_denies_caller_without_identity() {
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(status.message(), "no identity issued");
     assert_eq!(signer.calls(), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn fetch_jwt_svid_serves_template_identities_with_their_concrete_id() {
+    let signer = Arc::new(TestSigner::new(LIFETIME));
+    let server = TestServer::start_with_signer(Arc::clone(&signer) as _).await;
+    let ca = TestCa::new();
+    let mut template = identity(WEB, vec![own_uid_selector()]);
+    template.spiffe_id = SpiffeIdTemplate::parse("spiffe://example.org/uid/{unix:uid}").unwrap();
+    let plain = identity(DB, vec![own_uid_selector()]);
+    let mut snapshot = snapshot(&ca, vec![template, plain]);
+    snapshot.jwt_authorities = vec![signer.key.authority()];
+    server.cache.publish(snapshot);
+
+    let response = fetch_jwt_svid(&server, &["a"], "").await.unwrap();
+
+    let concrete = format!("spiffe://example.org/uid/{}", nix::unistd::geteuid());
+    let ids: Vec<&str> = response
+        .svids
+        .iter()
+        .map(|svid| svid.spiffe_id.as_str())
+        .collect();
+    assert_eq!(ids, [concrete.as_str(), DB]);
+    let token = JwtSvid::parse_insecure(&response.svids[0].svid).unwrap();
+    assert_eq!(token.spiffe_id().to_string(), concrete);
+    assert_eq!(signer.calls(), 2);
+    assert_eq!(signer.template_calls(), 1);
 }
 
 #[tokio::test(flavor = "current_thread")]

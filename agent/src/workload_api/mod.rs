@@ -8,6 +8,7 @@ mod authority;
 mod connection;
 mod delivery;
 mod jwt;
+mod matching;
 mod service;
 mod stream;
 
@@ -21,16 +22,23 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use signet_core::socket_dir::{SocketDirError, check_socket_dirs};
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
 use tracing::{debug, info, warn};
 
 use self::service::{WorkloadApiService, check_security_header};
 use crate::cache::Cache;
 use crate::jwt::JwtSigner;
+use crate::metrics::{AgentMetrics, RecordCallsLayer};
+
+pub(crate) use self::matching::{EntitledIdentity, match_identities};
+pub(crate) use self::service::error_chain;
 
 /// A bound Workload API socket, ready to serve.
 #[derive(Debug)]
@@ -38,6 +46,8 @@ pub struct WorkloadApiListener {
     listener: UnixListener,
     socket_path: PathBuf,
     jwt_signer: Option<Arc<dyn JwtSigner>>,
+    metrics: AgentMetrics,
+    health: Option<HealthServer<HealthService>>,
 }
 
 /// Error from binding or serving the Workload API.
@@ -65,6 +75,9 @@ pub enum WorkloadApiError {
         /// The socket path.
         path: PathBuf,
     },
+    /// A directory above the socket lets another user replace it.
+    #[error(transparent)]
+    UnsafeDirectory(#[from] SocketDirError),
     /// A stale socket could not be removed.
     #[error("removing the stale Workload API socket {path} failed")]
     RemoveStaleSocket {
@@ -140,6 +153,8 @@ impl WorkloadApiListener {
             listener,
             socket_path: socket_path.to_path_buf(),
             jwt_signer: None,
+            metrics: AgentMetrics::default(),
+            health: None,
         })
     }
 
@@ -148,6 +163,21 @@ impl WorkloadApiListener {
     #[must_use]
     pub fn with_jwt_signer(mut self, jwt_signer: Arc<dyn JwtSigner>) -> Self {
         self.jwt_signer = Some(jwt_signer);
+        self
+    }
+
+    /// Sets the metrics that record the calls and the workload attestations.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: AgentMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Serves `grpc.health.v1.Health` on the socket too. The security header is not required
+    /// for it, because it returns nothing but the agent's readiness.
+    #[must_use]
+    pub fn with_health(mut self, health: HealthServer<HealthService>) -> Self {
+        self.health = Some(health);
         self
     }
 
@@ -173,14 +203,21 @@ impl WorkloadApiListener {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkloadApiError> {
         let (stop, stopping) = watch::channel(false);
-        let service = WorkloadApiService::new(cache, self.jwt_signer, stopping.clone());
+        let service = WorkloadApiService::new(
+            cache,
+            self.jwt_signer,
+            stopping.clone(),
+            self.metrics.clone(),
+        );
         let mut server = pin!(
             Server::builder()
+                .layer(RecordCallsLayer::new(self.metrics))
                 .add_service(InterceptedService::new(
                     SpiffeWorkloadApiServer::new(service)
                         .max_decoding_message_size(MAX_REQUEST_BYTES),
                     check_security_header,
                 ))
+                .add_optional_service(self.health)
                 .serve_with_incoming_shutdown(
                     connection::incoming(self.listener),
                     wait_until_stopping(stopping),
@@ -208,19 +245,19 @@ impl WorkloadApiListener {
 }
 
 /// Makes `socket_path` ready for [`WorkloadApiListener::bind`]: creates a missing parent
-/// directory with mode 0755 and removes a stale socket file (one that refuses connections).
-///
-/// The agent calls this before node attestation too, so a second agent on the same socket stops
-/// before it uses a join token.
+/// directory with mode 0755, checks that no other user can replace the socket
+/// ([`check_socket_dirs`]) and removes a stale socket file (one that refuses connections).
 ///
 /// # Errors
 ///
 /// [`WorkloadApiError::InUse`] when another process serves the socket,
 /// [`WorkloadApiError::NotASocket`] when a file that is not a socket is in the way,
-/// [`WorkloadApiError::CreateDirectory`] and [`WorkloadApiError::RemoveStaleSocket`] for the
+/// [`WorkloadApiError::UnsafeDirectory`] when a directory above the socket is open to other
+/// users, [`WorkloadApiError::CreateDirectory`] and [`WorkloadApiError::RemoveStaleSocket`] for the
 /// failing step.
 pub fn prepare_socket_path(socket_path: &Path) -> Result<(), WorkloadApiError> {
     create_parent_directory(socket_path)?;
+    check_socket_dirs(socket_path)?;
     remove_stale_socket(socket_path)
 }
 

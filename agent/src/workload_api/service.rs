@@ -10,15 +10,18 @@ use signet_proto::workload::{
     X509svidResponse,
 };
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::{debug, error, warn};
 
 use super::connection::ConnectionInfo;
 use super::delivery;
 use super::jwt::{self, JwtSvidIssuer};
+use super::matching::{ExpansionWarnings, match_identities};
 use super::stream::{self, Caller, ResponseStream, Updates};
 use crate::cache::Cache;
 use crate::jwt::JwtSigner;
+use crate::metrics::AgentMetrics;
 use crate::workload_attestor::{AttestationError, UnixAttestor};
 
 /// Serves the Workload API from the agent's cache.
@@ -28,6 +31,8 @@ pub(super) struct WorkloadApiService {
     attestor: Arc<UnixAttestor>,
     jwt_svids: Arc<JwtSvidIssuer>,
     stopping: watch::Receiver<bool>,
+    metrics: AgentMetrics,
+    template_warnings: Arc<ExpansionWarnings>,
 }
 
 /// Rejects a request unless it carries the metadata `workload.spiffe.io: true` exactly once.
@@ -51,12 +56,15 @@ impl WorkloadApiService {
         cache: Cache,
         jwt_signer: Option<Arc<dyn JwtSigner>>,
         stopping: watch::Receiver<bool>,
+        metrics: AgentMetrics,
     ) -> Self {
         Self {
             cache,
             attestor: Arc::new(UnixAttestor::new()),
             jwt_svids: Arc::new(JwtSvidIssuer::new(jwt_signer)),
             stopping,
+            metrics,
+            template_warnings: Arc::default(),
         }
     }
 
@@ -72,6 +80,7 @@ impl WorkloadApiService {
         };
         let pid = peer.pid;
         let attestor = Arc::clone(&self.attestor);
+        let started = Instant::now();
 
         let attested = tokio::task::spawn_blocking(move || {
             let selectors = attestor.attest(&peer)?;
@@ -82,6 +91,7 @@ impl WorkloadApiService {
             })
         })
         .await;
+        self.metrics.observe_workload_attestation(started.elapsed());
 
         match attested {
             Ok(Ok(caller)) => {
@@ -104,6 +114,16 @@ impl WorkloadApiService {
         }
     }
 
+    /// Returns whether an X509-SVID of the caller expired and sync withdrew it, so that the
+    /// error for a caller without SVIDs reports the expiry instead of "not signed yet".
+    fn has_expired_svid(&self, caller: &Caller) -> bool {
+        let snapshot = self.cache.current();
+        let matches = match_identities(&snapshot, &caller.selectors);
+        matches.entitled.iter().any(|entitled| {
+            entitled.svid().is_none() && self.cache.expired_at(&entitled.spiffe_id).is_some()
+        })
+    }
+
     fn updates(&self) -> Updates {
         Updates {
             snapshots: self.cache.subscribe(),
@@ -123,8 +143,17 @@ impl SpiffeWorkloadApi for WorkloadApiService {
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
         let caller = self.attest(&request).await?;
-        let not_ready = "X509-SVIDs for the caller are not signed yet";
-        let stream = stream::open(self.updates(), caller, not_ready, delivery::x509_svids).await?;
+        let not_ready = if self.has_expired_svid(&caller) {
+            X509_SVID_EXPIRED
+        } else {
+            X509_SVID_NOT_SIGNED
+        };
+        let deliver = delivery::x509_svid_messages(
+            self.cache.demand().lease(),
+            Arc::clone(&self.template_warnings),
+            caller.pid,
+        );
+        let stream = stream::open(self.updates(), caller, not_ready, deliver).await?;
         Ok(Response::new(stream))
     }
 
@@ -186,8 +215,8 @@ impl From<AttestationError> for Status {
     }
 }
 
-/// Formats an error with its sources, for logs.
-fn error_chain(error: &dyn StdError) -> String {
+/// Formats an error with its sources, for logs and status messages.
+pub(crate) fn error_chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -200,3 +229,8 @@ fn error_chain(error: &dyn StdError) -> String {
 
 const SECURITY_HEADER: &str = "workload.spiffe.io";
 const ATTESTATION_FAILED: &str = "workload attestation failed";
+/// Error of `FetchX509SVID` when no X509-SVID of the caller has been signed within the wait.
+const X509_SVID_NOT_SIGNED: &str = "X509-SVIDs for the caller are not signed yet";
+/// Error of `FetchX509SVID` when the caller's X509-SVID expired before the server renewed it.
+const X509_SVID_EXPIRED: &str = "the caller's X509-SVID expired and the agent could not renew it: \
+                                 is the signet-server reachable?";

@@ -1,11 +1,13 @@
 //! A Workload API server on a temporary socket, with cache contents for tests.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+use signet_core::health::{AGENT_SERVICE, HealthState};
 use signet_core::selector::Selector;
 use signet_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use spiffe::{SpiffeId, TrustDomain};
@@ -25,6 +27,8 @@ use crate::test_util::TestCa;
 /// A Workload API server on a temporary socket, serving `cache`.
 pub(crate) struct TestServer {
     pub(crate) cache: Cache,
+    /// Readiness reported by the gRPC health service on the socket, not ready until published.
+    pub(crate) health: HealthState,
     pub(crate) socket_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), WorkloadApiError>>,
@@ -46,7 +50,10 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let socket_path = dir.path().join("public").join("api.sock");
         let cache = Cache::new(trust_domain());
-        let mut listener = WorkloadApiListener::bind(&socket_path).unwrap();
+        let (health, health_service) = HealthState::new(AGENT_SERVICE).await;
+        let mut listener = WorkloadApiListener::bind(&socket_path)
+            .unwrap()
+            .with_health(health_service);
         if let Some(signer) = signer {
             listener = listener.with_jwt_signer(signer);
         }
@@ -56,6 +63,7 @@ impl TestServer {
         }));
         Self {
             cache,
+            health,
             socket_path,
             stop: Some(stop),
             server,
@@ -104,10 +112,11 @@ pub(crate) fn own_uid_selector() -> Selector {
 pub(crate) fn identity(spiffe_id: &str, selectors: Vec<Selector>) -> Identity {
     Identity {
         entry_id: spiffe_id.to_owned(),
-        spiffe_id: SpiffeId::new(spiffe_id).unwrap(),
+        spiffe_id: SpiffeId::new(spiffe_id).unwrap().into(),
         selectors,
         hint: String::new(),
         svid: None,
+        expanded_svids: BTreeMap::new(),
     }
 }
 

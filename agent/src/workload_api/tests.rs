@@ -9,10 +9,12 @@ use spiffe::WorkloadApiClient;
 use tonic::{Code, Request, Streaming};
 
 use super::delivery::{self, Delivery};
+use super::matching::match_identities;
 use super::test_support::{
     TestServer, identity, own_uid_selector, signed_identity, snapshot, trust_domain, with_header,
 };
 use super::*;
+use crate::cache::Snapshot;
 use crate::test_util::TestCa;
 
 async fn fetch_x509svid(server: &TestServer) -> Result<Streaming<X509svidResponse>, tonic::Status> {
@@ -296,9 +298,10 @@ fn entitlement_needs_every_selector() {
     );
 
     let ids = |selectors: &[Selector]| -> Vec<String> {
-        delivery::entitled_identities(&snapshot, selectors)
+        match_identities(&snapshot, selectors)
+            .entitled
             .iter()
-            .map(|identity| identity.spiffe_id.path().to_owned())
+            .map(|entitled| entitled.spiffe_id.path().to_owned())
             .collect()
     };
 
@@ -320,10 +323,10 @@ fn duplicate_hints_keep_first_identity() {
     }
     let snapshot = snapshot(&ca, identities);
 
-    let entitled = delivery::entitled_identities(&snapshot, &[uid]);
+    let entitled = match_identities(&snapshot, &[uid]).entitled;
     let ids: Vec<&str> = entitled
         .iter()
-        .map(|identity| identity.entry_id.as_str())
+        .map(|entitled| entitled.identity.entry_id.as_str())
         .collect();
 
     assert_eq!(ids, ["a", "c", "d"]);
@@ -339,30 +342,32 @@ fn delivery_waits_until_synced_and_signed() {
 
     let mut unsynced = snapshot(&ca, vec![signed.clone()]);
     unsynced.bundle.clear();
-    assert_eq!(
-        delivery::x509_svids(&unsynced, selectors),
-        Delivery::Waiting
-    );
+    assert_eq!(x509_svids(&unsynced, selectors), Delivery::Waiting);
     assert_eq!(
         delivery::x509_bundles(&unsynced, selectors),
         Delivery::Waiting
     );
 
     let pending = snapshot(&ca, vec![unsigned.clone()]);
-    assert_eq!(delivery::x509_svids(&pending, selectors), Delivery::Waiting);
+    assert_eq!(x509_svids(&pending, selectors), Delivery::Waiting);
 
     let partial = snapshot(&ca, vec![unsigned, signed.clone()]);
     assert!(matches!(
-        delivery::x509_svids(&partial, selectors),
+        x509_svids(&partial, selectors),
         Delivery::Partial(_)
     ));
 
     let complete = snapshot(&ca, vec![signed]);
     assert!(matches!(
-        delivery::x509_svids(&complete, selectors),
+        x509_svids(&complete, selectors),
         Delivery::Complete(_)
     ));
 
     let nobody = snapshot(&ca, Vec::new());
-    assert_eq!(delivery::x509_svids(&nobody, selectors), Delivery::Denied);
+    assert_eq!(x509_svids(&nobody, selectors), Delivery::Denied);
+}
+
+/// Returns the `FetchX509SVID` message of `snapshot` for a caller with `selectors`.
+fn x509_svids(snapshot: &Snapshot, selectors: &[Selector]) -> Delivery<X509svidResponse> {
+    delivery::x509_svids(snapshot, &match_identities(snapshot, selectors).entitled)
 }

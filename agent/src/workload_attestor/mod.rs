@@ -130,6 +130,23 @@ impl PeerProcess {
             pidfd: peer_pidfd(stream)?.map(Arc::new),
         })
     }
+
+    /// Describes the running process `pid` by its current effective IDs, so `explain` can
+    /// attest a process that has no connection. Attestation then checks liveness by start time.
+    ///
+    /// # Errors
+    ///
+    /// [`AttestationError::ProcessExited`] when no process has that PID, and read errors on
+    /// `/proc`.
+    pub fn from_pid(pid: i32) -> Result<Self, AttestationError> {
+        let status = procfs::read_status(pid)?;
+        Ok(Self {
+            pid,
+            uid: status.uid,
+            gid: status.gid,
+            pidfd: None,
+        })
+    }
 }
 
 // === impl UnixAttestor ===
@@ -232,6 +249,38 @@ impl<'a> Liveness<'a> {
             }
         }
     }
+}
+
+/// Returns the selectors that every process running as `uid` gets: `uid` and, from the account
+/// databases, `user`, the primary `gid` and `group`. A uid with no account gets `uid` only.
+///
+/// The other selectors depend on the process: `supplementary_gid` on how it was started, `path`
+/// and `sha256` on its executable. This blocks on the account databases.
+///
+/// # Errors
+///
+/// [`AttestationError::Selector`] never in practice, because a uid always forms a valid selector.
+pub fn account_selectors(uid: u32) -> Result<Vec<Selector>, AttestationError> {
+    let mut selectors = vec![unix_selector("uid", &uid.to_string())?];
+    let account = match User::from_uid(Uid::from_raw(uid)) {
+        Ok(account) => account,
+        Err(error) => {
+            debug!(uid, %error, "Looking up the user account failed");
+            None
+        }
+    };
+    let Some(account) = account else {
+        return Ok(selectors);
+    };
+    if let Ok(user) = unix_selector("user", &account.name) {
+        selectors.push(user);
+    }
+    let gid = account.gid.as_raw();
+    selectors.push(unix_selector("gid", &gid.to_string())?);
+    if let Some(group) = group_name(gid).and_then(|name| unix_selector("group", &name).ok()) {
+        selectors.push(group);
+    }
+    Ok(selectors)
 }
 
 /// Returns a pidfd for the peer, or `None` on kernels without `SO_PEERPIDFD`.

@@ -95,6 +95,51 @@ async fn names_user_and_group_when_known() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn pid_attestation_matches_connection_attestation() {
+    let (peer, _other_end) = own_peer();
+    let attestor = UnixAttestor::new();
+
+    let by_pid = PeerProcess::from_pid(peer.pid).unwrap();
+
+    assert_eq!((by_pid.uid, by_pid.gid), (peer.uid, peer.gid));
+    assert_eq!(
+        attestor.attest(&by_pid).unwrap(),
+        attestor.attest(&peer).unwrap()
+    );
+}
+
+#[test]
+fn pid_without_process_is_exited() {
+    let error = PeerProcess::from_pid(i32::MAX).unwrap_err();
+
+    assert!(
+        matches!(error, AttestationError::ProcessExited),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn account_selectors_follow_user_database() {
+    let uid = nix::unistd::getuid();
+
+    let selectors = account_selectors(uid.as_raw()).unwrap();
+
+    assert_eq!(selectors[0], selector(&format!("unix:uid:{uid}")));
+    if let Some(user) = User::from_uid(uid).unwrap() {
+        assert!(selectors.contains(&selector(&format!("unix:user:{}", user.name))));
+        assert!(selectors.contains(&selector(&format!("unix:gid:{}", user.gid))));
+    }
+}
+
+#[test]
+fn account_selectors_of_unknown_uid_are_uid_only() {
+    // No account database assigns the highest uid, which the kernel reserves as "no uid".
+    let selectors = account_selectors(u32::MAX).unwrap();
+
+    assert_eq!(selectors, [selector("unix:uid:4294967295")]);
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn rejects_changed_credentials() {
     let (mut peer, _other_end) = own_peer();
     peer.uid = peer.uid.wrapping_add(1);

@@ -13,6 +13,7 @@ use signet_proto::spire::api::server::agent::v1::{
 };
 use signet_proto::spire::api::types;
 use spiffe::SpiffeId;
+use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::filter::AgentFilter;
@@ -135,7 +136,7 @@ impl AgentApi for Services {
             .await
             .map_err(|error| not_found_or(error, agent_not_found(&agent_id)))?;
 
-        self.state.authenticator.forget(&agent_id);
+        self.state.authenticator.banned(&agent_id);
         self.state.changes.notify();
         tracing::info!(agent_id = %redacted_agent_id(&agent_id), "Agent banned");
         Ok(Response::new(()))
@@ -157,13 +158,18 @@ impl AgentApi for Services {
             .into());
         };
 
-        let result = self
-            .attest_with_join_token(params)
-            .await
-            .inspect_err(|error| {
-                // The message never contains the token, so it is safe to log.
-                tracing::warn!(error = %error, "Agent attestation failed");
-            })?;
+        let started = Instant::now();
+        let result = self.attest_with_join_token(params).await;
+        let code = result
+            .as_ref()
+            .map_or_else(ApiError::code, |_| tonic::Code::Ok);
+        self.state
+            .metrics
+            .observe_attestation(started.elapsed(), code);
+        let result = result.inspect_err(|error| {
+            // The message never contains the token, so it is safe to log.
+            tracing::warn!(error = %error, "Agent attestation failed");
+        })?;
         let response = AttestAgentResponse {
             step: Some(attest_agent_response::Step::Result(result)),
         };
@@ -356,10 +362,7 @@ impl Services {
     }
 
     fn sign_agent_svid(&self, csr: &[u8], agent_id: &SpiffeId) -> Result<SignedX509Svid, ApiError> {
-        Ok(self
-            .state
-            .ca()
-            .sign_x509_svid(csr, agent_id, self.state.agent_svid_ttl, &[])?)
+        self.sign_x509_svid(csr, agent_id, self.state.agent_svid_ttl, &[])
     }
 }
 

@@ -26,6 +26,9 @@ pub(super) struct AgentAuthenticator {
     /// Replaced serial numbers by agent SPIFFE ID.
     // NOTE: kept in memory only, so after a server restart only the newest serial is accepted.
     previous_serials: Mutex<HashMap<String, String>>,
+    /// Unix time in seconds of each agent's last `GetAuthorizedEntries`, for `ExplainEntry`.
+    // NOTE: kept in memory only, so it is empty after a server restart until agents sync again.
+    last_syncs: Mutex<HashMap<String, i64>>,
 }
 
 impl AgentAuthenticator {
@@ -71,9 +74,27 @@ impl AgentAuthenticator {
         self.lock().insert(agent_id.to_string(), previous_serial);
     }
 
-    /// Forgets an agent's replaced serial, because the agent was evicted or banned.
+    /// Forgets an agent's replaced serial and last sync, because the agent was evicted or
+    /// attested again.
     pub(super) fn forget(&self, agent_id: &SpiffeId) {
         self.lock().remove(&agent_id.to_string());
+        lock(&self.last_syncs).remove(&agent_id.to_string());
+    }
+
+    /// Forgets a banned agent's replaced serial, but keeps its last sync for `ExplainEntry`,
+    /// which shows when the banned agent last received entries.
+    pub(super) fn banned(&self, agent_id: &SpiffeId) {
+        self.lock().remove(&agent_id.to_string());
+    }
+
+    /// Records that the agent fetched its authorized entries at `at` (Unix seconds).
+    pub(super) fn record_sync(&self, agent_id: &SpiffeId, at: i64) {
+        lock(&self.last_syncs).insert(agent_id.to_string(), at);
+    }
+
+    /// Returns when the agent last fetched its authorized entries since the server started.
+    pub(super) fn last_sync(&self, agent_id: &SpiffeId) -> Option<i64> {
+        lock(&self.last_syncs).get(&agent_id.to_string()).copied()
     }
 
     fn check_serial(&self, agent: &AttestedAgent, serial: &str) -> Result<(), ApiError> {
@@ -96,12 +117,16 @@ impl AgentAuthenticator {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        // A panic while holding the lock cannot leave the map half-updated (single inserts and
-        // removes), so a poisoned lock is still safe to use.
-        self.previous_serials
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.previous_serials)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a map half-updated (single inserts and
+    // removes), so a poisoned lock is still safe to use.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Returns the SPIFFE ID and serial number of the client certificate.
@@ -145,5 +170,23 @@ fn uri_san(leaf: &X509Certificate<'_>) -> Result<SpiffeId, ApiError> {
     match (uris.next(), uris.next()) {
         (Some(uri), None) => parse_spiffe_id(uri).map_err(|_| invalid()),
         _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ban_keeps_last_sync_and_forget_drops_it() {
+        let authenticator = AgentAuthenticator::default();
+        let agent_id = SpiffeId::new("spiffe://example.org/spire/agent/join_token/a").unwrap();
+        authenticator.record_sync(&agent_id, 1_700_000_000);
+
+        authenticator.banned(&agent_id);
+        assert_eq!(authenticator.last_sync(&agent_id), Some(1_700_000_000));
+
+        authenticator.forget(&agent_id);
+        assert_eq!(authenticator.last_sync(&agent_id), None);
     }
 }

@@ -174,6 +174,9 @@ impl EntryApi for Services {
             .iter()
             .map(|entry| mask::filter_entry(entry.to_proto(), output_mask.as_ref()))
             .collect();
+        self.state
+            .authenticator
+            .record_sync(&agent.spiffe_id, super::unix_now());
         Ok(Response::new(GetAuthorizedEntriesResponse { entries }))
     }
 }

@@ -50,6 +50,10 @@ pub enum ApiError {
     /// The caller may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The request cannot be served in the record's current state, for example a JWT-SVID for
+    /// an entry whose SPIFFE ID is a template.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The caller presented no usable agent X509-SVID.
     #[error("{0}")]
     Unauthenticated(String),
@@ -80,6 +84,7 @@ impl ApiError {
             Self::Aborted(_) => Code::Aborted,
             Self::NotFound(_) => Code::NotFound,
             Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unauthenticated(_) => Code::Unauthenticated,
         }
     }

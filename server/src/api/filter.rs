@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use signet_core::ids::from_proto_id;
+use signet_core::template::SpiffeIdTemplate;
 use signet_proto::spire::api::server::agent::v1::{count_agents_request, list_agents_request};
 use signet_proto::spire::api::server::entry::v1::{count_entries_request, list_entries_request};
 use signet_proto::spire::api::types::{
@@ -17,7 +18,7 @@ use crate::model::{AttestedAgent, RegistrationEntry};
 /// The conditions an entry must meet to be listed or counted; every set condition must hold.
 #[derive(Debug, Default)]
 pub(super) struct EntryFilter {
-    spiffe_id: Option<SpiffeId>,
+    spiffe_id: Option<SpiffeIdTemplate>,
     parent_id: Option<SpiffeId>,
     selectors: Option<SetMatch>,
     federates_with: Option<SetMatch>,
@@ -67,7 +68,10 @@ impl EntryFilter {
             spiffe_id: filter
                 .by_spiffe_id
                 .as_ref()
-                .map(|id| from_proto_id(Some(id)))
+                .map(|id| {
+                    SpiffeIdTemplate::from_parts(&id.trust_domain, &id.path)
+                        .map_err(|error| ApiError::InvalidArgument(error.to_string()))
+                })
                 .transpose()?,
             parent_id: filter
                 .by_parent_id

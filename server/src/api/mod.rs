@@ -5,6 +5,7 @@ mod agent;
 mod bundle;
 mod caller;
 mod changes;
+mod diagnostics;
 mod entry;
 mod error;
 mod filter;
@@ -14,11 +15,14 @@ mod paging;
 mod registration;
 mod svid;
 mod sync;
+mod template_svid;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use signet_proto::signet::server::diagnostics::v1::diagnostics_server::DiagnosticsServer;
 use signet_proto::signet::server::registration::v1::registration_server::RegistrationServer;
+use signet_proto::signet::server::svid::v1::template_svid_server::TemplateSvidServer;
 use signet_proto::signet::server::sync::v1::sync_server::SyncServer;
 use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
@@ -33,6 +37,7 @@ use crate::authority::{JwtKind, Rotation, X509Kind};
 use crate::ca::CertificateAuthority;
 use crate::datastore::Datastore;
 use crate::jwt::JwtSigner;
+use crate::metrics::ServerMetrics;
 use crate::model::AttestedAgent;
 
 pub use changes::ChangeFeed;
@@ -66,6 +71,8 @@ pub struct ServerState {
     pub jwt_authorities: Rotation<JwtKind>,
     /// Notifies agents of changes.
     pub changes: ChangeFeed,
+    /// Prometheus metrics of issuance, attestation and the authorities.
+    pub metrics: ServerMetrics,
     authenticator: AgentAuthenticator,
 }
 
@@ -88,6 +95,7 @@ impl ServerState {
             agent_svid_ttl: svid_ttls.agent_svid_ttl,
             jwt_authorities,
             changes,
+            metrics: ServerMetrics::new(),
             authenticator: AgentAuthenticator::default(),
         }
     }
@@ -118,9 +126,11 @@ pub fn routes(state: Arc<ServerState>, endpoint: Endpoint) -> Routes {
     Routes::new(AgentServer::new(services.clone()))
         .add_service(EntryServer::new(services.clone()))
         .add_service(SvidServer::new(services.clone()))
+        .add_service(TemplateSvidServer::new(services.clone()))
         .add_service(BundleServer::new(services.clone()))
         .add_service(LocalAuthorityServer::new(services.clone()))
         .add_service(RegistrationServer::new(services.clone()))
+        .add_service(DiagnosticsServer::new(services.clone()))
         .add_service(SyncServer::new(services))
 }
 

@@ -16,7 +16,7 @@ fn entry(
 ) -> RegistrationEntry {
     RegistrationEntry {
         id: name.to_owned(),
-        spiffe_id: SpiffeId::new(spiffe_id).unwrap(),
+        spiffe_id: SpiffeId::new(spiffe_id).unwrap().into(),
         parent_id: SpiffeId::new(parent_id).unwrap(),
         selectors: selectors
             .iter()

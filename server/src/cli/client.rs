@@ -1,23 +1,17 @@
 //! The tonic channel to the admin API over its Unix socket.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::error::Error as StdError;
+use std::path::Path;
 
 use anyhow::Context;
-use hyper_util::rt::TokioIo;
+use signet_core::admin_socket;
 use signet_proto::spire::api::server::bundle::v1::GetBundleRequest;
 use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use signet_proto::spire::api::types;
 use spiffe::TrustDomain;
-use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::rpc_error;
-
-/// Time allowed for connecting to the admin socket.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time allowed for one admin RPC.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connects to the admin API at `socket`.
 ///
@@ -25,22 +19,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// When the socket does not exist or nothing listens on it.
 pub(super) async fn connect(socket: &Path) -> anyhow::Result<Channel> {
-    let path = socket.to_owned();
-    // The URI is required by the builder but unused: every connection goes to the socket.
-    let endpoint = Endpoint::from_static("http://localhost")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
-    endpoint
-        .connect_with_connector(tower::service_fn(move |_| connect_socket(path.clone())))
-        .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "failed to connect to the admin socket {} ({}): is the server running? \
-                 Set --admin-socket to the server's socket",
-                socket.display(),
-                root_cause(&error)
-            )
-        })
+    admin_socket::connect(socket).await.map_err(|error| {
+        let cause = error.source().map(ToString::to_string).unwrap_or_default();
+        anyhow::anyhow!(
+            "{error} ({cause}): is the server running? Set --admin-socket to the server's socket"
+        )
+    })
 }
 
 /// Returns the server's bundle.
@@ -69,20 +53,4 @@ pub(super) async fn trust_domain(channel: Channel) -> anyhow::Result<TrustDomain
             bundle.trust_domain
         )
     })
-}
-
-/// Returns the innermost error, which names the OS failure, because the transport's own layers
-/// repeat it.
-fn root_cause<'a>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> &'a (dyn std::error::Error + 'static) {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause
-}
-
-async fn connect_socket(path: PathBuf) -> std::io::Result<TokioIo<UnixStream>> {
-    Ok(TokioIo::new(UnixStream::connect(path).await?))
 }

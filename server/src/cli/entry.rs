@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use signet_core::duration::{parse_ttl, ttl_seconds};
 use signet_core::ids::{parse_spiffe_id, parse_trust_domain, server_id, to_proto_id};
 use signet_core::selector::Selector;
+use signet_core::template::SpiffeIdTemplate;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::spire::api::server::entry::v1::{
     BatchCreateEntryRequest, BatchDeleteEntryRequest, BatchUpdateEntryRequest, CountEntriesRequest,
@@ -16,6 +17,7 @@ use signet_proto::spire::api::types::{self, EntryMask, SelectorMatch, selector_m
 use tonic::transport::Channel;
 
 use super::entry_apply::{self, ApplyArgs};
+use super::entry_explain::{self, ExplainArgs, Verdict};
 use super::entry_json::EntryFile;
 use super::output::{entry_json, print_entries, print_json, spiffe_id_text, status_json};
 use super::{CommonArgs, OutputFormat, client, rpc_error};
@@ -32,6 +34,10 @@ pub enum EntryCommand {
     Create(CreateArgs),
     /// Deletes a registration entry.
     Delete(DeleteArgs),
+    /// Explains which attested agents may obtain the SVIDs of an entry and why the others may
+    /// not. Exits 0 if at least one agent may, 1 if none may or no entry has the ID, 2 if the
+    /// entry cannot be explained, and 64 for a usage error.
+    Explain(ExplainArgs),
     /// Shows registration entries, all or those matching the filters.
     Show(FilterArgs),
     /// Changes fields of a registration entry; fields without a flag keep their value.
@@ -160,6 +166,10 @@ pub(super) async fn execute(command: EntryCommand) -> anyhow::Result<()> {
         EntryCommand::Count(args) => count(args).await,
         EntryCommand::Create(args) => create(args).await,
         EntryCommand::Delete(args) => delete(args).await,
+        EntryCommand::Explain(args) => match entry_explain::explain(&args).await? {
+            Verdict::Authorized => Ok(()),
+            Verdict::NoAgent => bail!("no attested agent is authorized for the entry"),
+        },
         EntryCommand::Show(args) => show(args).await,
         EntryCommand::Update(args) => update(args).await,
     }
@@ -401,7 +411,7 @@ impl EntryFields {
         let mut mask = EntryMask::default();
 
         if let Some(text) = &self.spiffe_id {
-            entry.spiffe_id = Some(proto_id(text, "--spiffe-id")?);
+            entry.spiffe_id = Some(proto_template(text)?);
             mask.spiffe_id = true;
         }
         if let Some(text) = &self.parent_id {
@@ -480,11 +490,7 @@ impl FilterArgs {
             })
         };
         Ok(list_entries_request::Filter {
-            by_spiffe_id: self
-                .spiffe_id
-                .as_deref()
-                .map(|id| proto_id(id, "--spiffe-id"))
-                .transpose()?,
+            by_spiffe_id: self.spiffe_id.as_deref().map(proto_template).transpose()?,
             by_parent_id: self
                 .parent_id
                 .as_deref()
@@ -520,6 +526,12 @@ fn read_entry_file(path: &std::path::Path) -> anyhow::Result<Vec<types::Entry>> 
 fn proto_id(text: &str, flag: &str) -> anyhow::Result<types::Spiffeid> {
     let id = parse_spiffe_id(text).with_context(|| format!("invalid {flag}"))?;
     Ok(to_proto_id(&id))
+}
+
+/// Parses `--spiffe-id`, which may be a template with placeholders such as `{unix:uid}`.
+fn proto_template(text: &str) -> anyhow::Result<types::Spiffeid> {
+    let id = SpiffeIdTemplate::parse(text).context("invalid --spiffe-id")?;
+    Ok(id.to_proto())
 }
 
 fn proto_selectors(texts: &[String]) -> anyhow::Result<Vec<types::Selector>> {

@@ -6,6 +6,7 @@ mod bundle;
 mod client;
 mod entry;
 mod entry_apply;
+mod entry_explain;
 mod entry_file;
 mod entry_json;
 mod jwt;
@@ -16,17 +17,19 @@ mod x509;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use signet_proto::spire::api::types;
+use anyhow::Context;
+use signet_core::duration::parse_ttl;
+use signet_core::health::{SERVER_SERVICE, check_serving};
 use tonic::Status;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::DEFAULT_ADMIN_SOCKET;
-use crate::model::{unix_now, unix_time_text};
 
 pub use agent::AgentCommand;
 pub use bundle::BundleCommand;
 pub use entry::EntryCommand;
+pub use entry_explain::{ExplainArgs, Verdict, explain};
 pub use jwt::JwtCommand;
 pub use localauthority::LocalAuthorityCommand;
 pub use token::TokenCommand;
@@ -44,9 +47,10 @@ pub enum OperatorCommand {
     /// Creates, shows, updates and deletes registration entries, one by one or from a file.
     #[command(subcommand)]
     Entry(EntryCommand),
-    /// Checks that the server responds on its admin socket and that its trust bundle has an
-    /// unexpired X.509 authority.
-    Healthcheck(CommonArgs),
+    /// Checks through the gRPC health service on the admin socket that the server is ready: its
+    /// datastore answers and its active X.509 CA and JWT signing key have not expired. Exits 0
+    /// if it is, else 1.
+    Healthcheck(HealthcheckArgs),
     /// Mints JWT-SVIDs.
     #[command(subcommand)]
     Jwt(JwtCommand),
@@ -72,6 +76,16 @@ pub struct CommonArgs {
     pub output: OutputFormat,
 }
 
+/// Arguments of `signet-server healthcheck`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Maximum time to wait for the server's answer, for example `10s`; must be above zero.
+    #[arg(long, default_value = "10s", value_parser = parse_ttl)]
+    pub timeout: Duration,
+}
+
 /// Output format of a command.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -92,7 +106,7 @@ pub async fn execute(command: OperatorCommand) -> anyhow::Result<()> {
         OperatorCommand::Agent(command) => agent::execute(command).await,
         OperatorCommand::Bundle(command) => bundle::execute(command).await,
         OperatorCommand::Entry(command) => entry::execute(command).await,
-        OperatorCommand::Healthcheck(common) => healthcheck(&common).await,
+        OperatorCommand::Healthcheck(args) => healthcheck(&args).await,
         OperatorCommand::Jwt(command) => jwt::execute(command).await,
         OperatorCommand::Localauthority(command) => localauthority::execute(command).await,
         OperatorCommand::Token(command) => token::execute(command).await,
@@ -106,39 +120,27 @@ pub async fn execute(command: OperatorCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn healthcheck(common: &CommonArgs) -> anyhow::Result<()> {
-    let channel = client::connect(&common.admin_socket).await?;
-    let bundle = client::fetch_bundle(channel)
+async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
+    let check = async {
+        let channel = client::connect(&args.common.admin_socket).await?;
+        check_serving(channel, SERVER_SERVICE, args.timeout)
+            .await
+            .context("server is unhealthy")
+    };
+    tokio::time::timeout(args.timeout, check)
         .await
-        .map_err(|error| anyhow::anyhow!("server is unhealthy: {error:#}"))?;
-    check_x509_authorities(&bundle, unix_now())
-        .map_err(|reason| anyhow::anyhow!("server is unhealthy: {reason}"))?;
-    match common.output {
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "server is unhealthy: no answer on {} within {}",
+                args.common.admin_socket.display(),
+                humantime::format_duration(args.timeout)
+            )
+        })??;
+    match args.common.output {
         OutputFormat::Human => writeln!(io::stdout().lock(), "Server is healthy.")?,
         OutputFormat::Json => output::print_json(&serde_json::json!({ "healthy": true }))?,
     }
     Ok(())
-}
-
-/// Fails when no X.509 authority of the bundle is valid at `now` (Unix seconds), because then
-/// nothing the server signs verifies.
-fn check_x509_authorities(bundle: &types::Bundle, now: i64) -> Result<(), String> {
-    let mut latest_expiry = None;
-    for authority in &bundle.x509_authorities {
-        let (_, certificate) = X509Certificate::from_der(&authority.asn1)
-            .map_err(|error| format!("the trust bundle has an invalid X.509 authority: {error}"))?;
-        let not_after = certificate.validity().not_after.timestamp();
-        latest_expiry = latest_expiry.max(Some(not_after));
-    }
-    match latest_expiry {
-        None => Err("the trust bundle has no X.509 authority".to_owned()),
-        Some(expiry) if expiry <= now => Err(format!(
-            "every X.509 authority in the trust bundle has expired, the latest at {}: restart \
-             the server to create a new CA, then give agents the new trust bundle",
-            unix_time_text(expiry)
-        )),
-        Some(_) => Ok(()),
-    }
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -159,61 +161,5 @@ fn status_text(status: &Status) -> String {
         format!("{:?}", status.code())
     } else {
         status.message().to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use rcgen::{CertificateParams, KeyPair};
-    use time::{Duration, OffsetDateTime};
-
-    use super::*;
-
-    /// Returns a bundle of self-signed authorities that expire at the given offsets from now.
-    fn bundle_expiring_in(offsets: &[Duration]) -> types::Bundle {
-        let key = KeyPair::generate().unwrap();
-        let now = OffsetDateTime::now_utc();
-        let x509_authorities = offsets
-            .iter()
-            .map(|offset| {
-                let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-                params.not_before = now - Duration::days(2);
-                params.not_after = now + *offset;
-                types::X509Certificate {
-                    asn1: params.self_signed(&key).unwrap().der().to_vec(),
-                    ..types::X509Certificate::default()
-                }
-            })
-            .collect();
-        types::Bundle {
-            x509_authorities,
-            ..types::Bundle::default()
-        }
-    }
-
-    #[test]
-    fn healthcheck_fails_when_every_authority_expired() {
-        let bundle = bundle_expiring_in(&[Duration::hours(-2), Duration::hours(-1)]);
-
-        let reason = check_x509_authorities(&bundle, unix_now()).unwrap_err();
-
-        assert!(reason.contains("every X.509 authority"), "{reason}");
-        let (_, after) = reason.split_once("the latest at ").unwrap();
-        let latest = humantime::parse_rfc3339(after.get(..20).unwrap()).unwrap();
-        let expected = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        let difference = expected.duration_since(latest).unwrap_or_default();
-        assert!(difference.as_secs() < 60, "{reason}");
-    }
-
-    #[test]
-    fn healthcheck_passes_with_one_current_authority() {
-        let bundle = bundle_expiring_in(&[Duration::hours(-1), Duration::hours(1)]);
-        assert_eq!(check_x509_authorities(&bundle, unix_now()), Ok(()));
-    }
-
-    #[test]
-    fn healthcheck_fails_without_authorities() {
-        let reason = check_x509_authorities(&types::Bundle::default(), unix_now()).unwrap_err();
-        assert!(reason.contains("no X.509 authority"), "{reason}");
     }
 }

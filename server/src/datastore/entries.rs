@@ -2,6 +2,7 @@
 
 use sha2::{Digest, Sha256};
 use signet_core::ids;
+use signet_core::template::SpiffeIdTemplate;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Executor};
@@ -269,7 +270,8 @@ fn entry_from_row(row: &AnyRow) -> Result<RegistrationEntry, DatastoreError> {
         .collect::<Result<_, _>>()?;
 
     Ok(RegistrationEntry {
-        spiffe_id: rows::parse_spiffe_id(&text("spiffe_id")?, &what)?,
+        spiffe_id: SpiffeIdTemplate::parse(&text("spiffe_id")?)
+            .map_err(|e| rows::invalid(&what, e.to_string()))?,
         parent_id: rows::parse_spiffe_id(&text("parent_id")?, &what)?,
         selectors: rows::parse_selectors(&text("selectors")?, &what)?,
         x509_svid_ttl: rows::parse_ttl(column(row, "x509_svid_ttl")?, &what)?,

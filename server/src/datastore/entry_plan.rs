@@ -188,7 +188,9 @@ mod tests {
     fn entry(name: &str, selectors: &[&str], x509_svid_ttl: i32) -> RegistrationEntry {
         RegistrationEntry {
             id: String::new(),
-            spiffe_id: SpiffeId::new(format!("spiffe://example.org/{name}")).unwrap(),
+            spiffe_id: SpiffeId::new(format!("spiffe://example.org/{name}"))
+                .unwrap()
+                .into(),
             parent_id: SpiffeId::new(AGENT).unwrap(),
             selectors: selectors
                 .iter()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use signet_core::ids::{self, IdError};
 use signet_core::selector::{Selector, SelectorError};
+use signet_core::template::SpiffeIdTemplate;
 use signet_proto::spire::api::types;
 use spiffe::{SpiffeId, TrustDomain};
 
@@ -14,15 +15,16 @@ use super::{unix_now, unix_time_text};
 
 /// A validated registration entry.
 ///
-/// `spiffe_id` and `parent_id` are always SPIFFE IDs of the server's trust domain, `selectors` is
-/// never empty and the TTLs and expiry are never negative. Node alias entries have the parent
-/// `spiffe://<trust domain>/spire/server`.
+/// `spiffe_id` and `parent_id` are always of the server's trust domain, `selectors` is never empty
+/// and the TTLs and expiry are never negative. `spiffe_id` may be a template with placeholders
+/// that the agent fills from a workload's selectors, except in node alias entries, which have
+/// the parent `spiffe://<trust domain>/spire/server`.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct RegistrationEntry {
     /// Entry ID: a UUID the datastore assigns, or an ID the caller chose.
     pub id: String,
-    /// SPIFFE ID that SVIDs issued for this entry carry.
-    pub spiffe_id: SpiffeId,
+    /// SPIFFE ID that SVIDs issued for this entry carry, or the template it is expanded from.
+    pub spiffe_id: SpiffeIdTemplate,
     /// SPIFFE ID of the agent, or of another entry, that may obtain SVIDs for this entry.
     pub parent_id: SpiffeId,
     /// Selectors that a workload (or, for node alias entries, an agent) must all have.
@@ -61,9 +63,21 @@ pub enum EntryError {
     /// The entry has no parent ID.
     #[error("missing parent_id: set the SPIFFE ID of the agent or entry that may obtain the SVID")]
     MissingParentId,
-    /// The SPIFFE ID does not parse. The text names the value and the reason.
+    /// The SPIFFE ID or template does not parse. The text names the value and the reason.
     #[error("invalid spiffe_id: {0}")]
     InvalidSpiffeId(String),
+    /// A node alias entry (parent ID the server's ID) has a SPIFFE ID template, but agents are
+    /// not attested with selectors that could fill it.
+    #[error(
+        "spiffe_id {id} is a template, but node alias entries (parent ID {parent_id}) need a \
+         plain SPIFFE ID: remove the placeholders or use another parent ID"
+    )]
+    TemplateOnNodeEntry {
+        /// The rejected template.
+        id: String,
+        /// The server's ID.
+        parent_id: String,
+    },
     /// The parent ID does not parse. The text names the value and the reason.
     #[error("invalid parent_id: {0}")]
     InvalidParentId(String),
@@ -164,6 +178,7 @@ impl RegistrationEntry {
         check_entry_id(&entry.id)?;
         let spiffe_id = parse_spiffe_id(entry.spiffe_id.as_ref(), trust_domain)?;
         let parent_id = parse_parent_id(entry.parent_id.as_ref(), trust_domain)?;
+        check_node_entry_id(&spiffe_id, &parent_id)?;
         let selectors = parse_selectors(&entry.selectors)?;
         check_ttl("x509_svid_ttl", entry.x509_svid_ttl)?;
         check_ttl("jwt_svid_ttl", entry.jwt_svid_ttl)?;
@@ -200,7 +215,7 @@ impl RegistrationEntry {
     pub fn to_proto(&self) -> types::Entry {
         types::Entry {
             id: self.id.clone(),
-            spiffe_id: Some(ids::to_proto_id(&self.spiffe_id)),
+            spiffe_id: Some(self.spiffe_id.to_proto()),
             parent_id: Some(ids::to_proto_id(&self.parent_id)),
             selectors: self.selectors.iter().map(selector_to_proto).collect(),
             x509_svid_ttl: self.x509_svid_ttl,
@@ -219,6 +234,11 @@ impl RegistrationEntry {
             hint: self.hint.clone(),
             created_at: self.created_at,
         }
+    }
+
+    /// Returns whether the entry's SPIFFE ID is a template with placeholders.
+    pub fn is_template(&self) -> bool {
+        self.spiffe_id.is_template()
     }
 
     /// Returns whether the entry has an expiry and it is at or before `now` (Unix seconds).
@@ -259,28 +279,61 @@ fn check_entry_id(id: &str) -> Result<(), EntryError> {
 fn parse_spiffe_id(
     id: Option<&types::Spiffeid>,
     trust_domain: &TrustDomain,
-) -> Result<SpiffeId, EntryError> {
-    let id = ids::from_proto_id(id).map_err(|error| match error {
-        IdError::Missing => EntryError::MissingSpiffeId,
-        error => EntryError::InvalidSpiffeId(describe(&error)),
-    })?;
-    check_trust_domain("spiffe_id", &id, trust_domain)?;
+) -> Result<SpiffeIdTemplate, EntryError> {
+    let id = id.ok_or(EntryError::MissingSpiffeId)?;
+    let id = SpiffeIdTemplate::from_parts(&id.trust_domain, &id.path)
+        .map_err(|error| EntryError::InvalidSpiffeId(describe(&error)))?;
+    if id.trust_domain() != trust_domain {
+        return Err(EntryError::ForeignTrustDomain {
+            field: "spiffe_id",
+            id: id.to_string(),
+            trust_domain: trust_domain.to_string(),
+        });
+    }
     if id.path().is_empty() || id.path().starts_with(RESERVED_PATH_PREFIX) {
         return Err(EntryError::ReservedSpiffeId { id: id.to_string() });
     }
     Ok(id)
 }
 
+/// Rejects a template on a node alias entry: the server matches node alias entries against an
+/// agent's node selectors, and never expands their SPIFFE ID.
+fn check_node_entry_id(
+    spiffe_id: &SpiffeIdTemplate,
+    parent_id: &SpiffeId,
+) -> Result<(), EntryError> {
+    let server_id = ids::server_id(spiffe_id.trust_domain());
+    if spiffe_id.is_template() && *parent_id == server_id {
+        return Err(EntryError::TemplateOnNodeEntry {
+            id: spiffe_id.to_string(),
+            parent_id: server_id.to_string(),
+        });
+    }
+    Ok(())
+}
+
 fn parse_parent_id(
     id: Option<&types::Spiffeid>,
     trust_domain: &TrustDomain,
 ) -> Result<SpiffeId, EntryError> {
+    if let Some(id) = id.filter(|id| has_placeholder(id)) {
+        return Err(EntryError::InvalidParentId(format!(
+            "\"spiffe://{}{}\" contains a placeholder: placeholders are allowed only in the \
+             path of spiffe_id",
+            id.trust_domain, id.path
+        )));
+    }
     let id = ids::from_proto_id(id).map_err(|error| match error {
         IdError::Missing => EntryError::MissingParentId,
         error => EntryError::InvalidParentId(describe(&error)),
     })?;
     check_trust_domain("parent_id", &id, trust_domain)?;
     Ok(id)
+}
+
+fn has_placeholder(id: &types::Spiffeid) -> bool {
+    let brace = |text: &str| text.contains(['{', '}']);
+    brace(&id.trust_domain) || brace(&id.path)
 }
 
 fn check_trust_domain(
@@ -391,7 +444,7 @@ fn parse_federates_with(trust_domains: &[String]) -> Result<Vec<TrustDomain>, En
 
 /// Joins an ID error and its causes into one line, because entry errors travel as text in
 /// per-item API statuses.
-fn describe(error: &IdError) -> String {
+fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use signet_core::duration::{parse_ttl, ttl_seconds};
 use signet_core::ids::{parse_spiffe_id, to_proto_id};
 use signet_core::selector::Selector;
+use signet_core::template::SpiffeIdTemplate;
 use signet_proto::spire::api::types;
 
 use super::{FileEntry, Key, LineError, Node, NodeValue};
@@ -109,7 +110,7 @@ fn set_key(parsed: &mut FileEntry, key: Key, errors: &mut Vec<LineError>) {
     parsed.key_lines.insert(name, key.line);
     let entry = &mut parsed.entry;
     let result = match name {
-        "spiffe_id" => spiffe_id(key.value, name).map(|id| entry.spiffe_id = Some(id)),
+        "spiffe_id" => spiffe_id_template(key.value, name).map(|id| entry.spiffe_id = Some(id)),
         "parent_id" => spiffe_id(key.value, name).map(|id| entry.parent_id = Some(id)),
         "selectors" => selectors(key.value, errors).map(|list| entry.selectors = list),
         "x509_svid_ttl" => ttl(key.value, name).map(|seconds| entry.x509_svid_ttl = seconds),
@@ -128,6 +129,15 @@ fn spiffe_id(node: Node, name: &str) -> Result<types::Spiffeid, LineError> {
     let text = text(node, name)?;
     let id = parse_spiffe_id(&text).map_err(|e| error(line, format!("invalid {name}: {e}")))?;
     Ok(to_proto_id(&id))
+}
+
+/// Parses an entry's SPIFFE ID, which may be a template with placeholders such as `{unix:uid}`.
+fn spiffe_id_template(node: Node, name: &str) -> Result<types::Spiffeid, LineError> {
+    let line = node.line;
+    let text = text(node, name)?;
+    let id =
+        SpiffeIdTemplate::parse(&text).map_err(|e| error(line, format!("invalid {name}: {e}")))?;
+    Ok(id.to_proto())
 }
 
 /// Parses every selector, adding an error for each invalid one.

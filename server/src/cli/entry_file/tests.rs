@@ -353,3 +353,37 @@ fn format_extension_ignores_case() {
         assert_eq!(EntryFileFormat::of(Path::new(name)), format, "{name}");
     }
 }
+
+#[test]
+fn spiffe_id_template_is_read_as_written() {
+    let text = format!(
+        r#"
+[[entry]]
+spiffe_id = "spiffe://example.org/unix/uid/{{unix:uid}}"
+parent_id = "{AGENT}"
+selectors = ["unix:gid:0"]
+"#
+    );
+
+    let entries = parse("entries.toml", &text).unwrap();
+
+    let spiffe_id = entries[0].entry.spiffe_id.as_ref().unwrap();
+    assert_eq!(spiffe_id.path, "/unix/uid/{unix:uid}");
+}
+
+#[test]
+fn malformed_template_names_its_line() {
+    let text = r#"
+[[entry]]
+spiffe_id = "spiffe://example.org/uid-{unix:uid}"
+parent_id = "spiffe://example.org/node/{unix:uid}"
+selectors = ["unix:gid:0"]
+"#;
+
+    let errors = errors("entries.toml", text);
+
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, 3);
+    assert!(errors[0].1.contains("uid-{unix:uid}"), "{errors:?}");
+    assert_eq!(errors[1].0, 4);
+}

@@ -380,3 +380,82 @@ fn svid_ttl_ends_by_the_entry_expiry() {
     assert_eq!(entry.ttl_within_expiry(hour, 1_012), None);
     assert_eq!(entry.ttl_within_expiry(hour, 2_000), None);
 }
+
+#[test]
+fn template_entry_keeps_its_placeholders() {
+    let mut proto = valid_proto();
+    proto.spiffe_id = proto_id("spiffe://example.org/unix/uid/{unix:uid}");
+    let entry = parse(proto.clone()).unwrap();
+
+    assert!(entry.is_template());
+    assert_eq!(
+        entry.spiffe_id.to_string(),
+        "spiffe://example.org/unix/uid/{unix:uid}"
+    );
+    assert_eq!(entry.to_proto(), proto);
+}
+
+#[test]
+fn invalid_templates_are_rejected() {
+    let template = "spiffe://example.org/unix/uid/{unix:uid}";
+    let node_alias = |e: &mut types::Entry| {
+        e.spiffe_id = proto_id("spiffe://example.org/unix/uid/{unix:uid}");
+        e.parent_id = proto_id("spiffe://example.org/spire/server");
+    };
+    let mut alias = valid_proto();
+    node_alias(&mut alias);
+    assert_eq!(
+        parse(alias),
+        Err(EntryError::TemplateOnNodeEntry {
+            id: template.to_owned(),
+            parent_id: "spiffe://example.org/spire/server".to_owned(),
+        })
+    );
+
+    let invalid_spiffe_ids = [
+        "spiffe://example.org/uid-{unix:uid}",
+        "spiffe://example.org/{unix:uid",
+        "spiffe://example.org/{:uid}",
+        "spiffe://example.org/{unix:}",
+        "spiffe://example.org/{k8s:ns}",
+        "spiffe://example.org/../{unix:uid}",
+    ];
+    for text in invalid_spiffe_ids {
+        let mut entry = valid_proto();
+        entry.spiffe_id = proto_id(text);
+        let error = parse(entry).unwrap_err();
+        assert!(
+            matches!(&error, EntryError::InvalidSpiffeId(message) if message.contains(text)),
+            "{text}: {error:?}"
+        );
+    }
+
+    let mut in_trust_domain = valid_proto();
+    in_trust_domain.spiffe_id = Some(types::Spiffeid {
+        trust_domain: "{unix:uid}.org".to_owned(),
+        path: "/web".to_owned(),
+    });
+    assert!(matches!(
+        parse(in_trust_domain),
+        Err(EntryError::InvalidSpiffeId(message)) if message.contains("trust domain")
+    ));
+
+    let mut in_parent = valid_proto();
+    in_parent.parent_id = proto_id("spiffe://example.org/node/{unix:uid}");
+    assert!(matches!(
+        parse(in_parent),
+        Err(EntryError::InvalidParentId(message)) if message.contains("placeholder")
+    ));
+}
+
+#[test]
+fn template_under_reserved_path_is_rejected() {
+    let mut entry = valid_proto();
+    entry.spiffe_id = proto_id("spiffe://example.org/spire/agent/{unix:uid}");
+    assert_eq!(
+        parse(entry),
+        Err(EntryError::ReservedSpiffeId {
+            id: "spiffe://example.org/spire/agent/{unix:uid}".to_owned(),
+        })
+    );
+}
