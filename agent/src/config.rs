@@ -44,8 +44,8 @@ pub struct RunArgs {
     /// One-time join token from `signet-server token generate`, needed for the first start only.
     #[arg(long, env = JOIN_TOKEN_ENV, hide_env_values = true)]
     pub join_token: Option<String>,
-    /// File whose content is the join token, such as a systemd credential or a mounted secret;
-    /// it must not be readable by group or others. A missing file counts as no token, so the
+    /// File that contains the join token, such as a systemd credential or a mounted secret.
+    /// Group and others must not be able to read it. A missing file counts as no token, so the
     /// file can be deleted once the agent has attested.
     #[arg(long, value_name = "FILE")]
     pub join_token_file: Option<PathBuf>,
