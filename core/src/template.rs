@@ -175,8 +175,12 @@ pub enum ConcreteIdError {
         /// The template's literal segment.
         expected: String,
     },
-    /// The segment in a placeholder's position is not a valid SPIFFE ID path segment.
-    #[error("{id} fills {placeholder} with {value:?}, which is not a valid path segment")]
+    /// The segment in a placeholder's position is not a valid SPIFFE ID path segment, or not a
+    /// value the placeholder's selector can have, such as a uid that is not a number.
+    #[error(
+        "{id} fills {placeholder} with {value:?}, which is not a valid path segment or not a \
+         value of a {placeholder} selector"
+    )]
     InvalidValue {
         /// The concrete ID.
         id: String,
@@ -377,7 +381,7 @@ impl SpiffeIdTemplate {
                     expected: literal.clone(),
                 })
             }
-            Segment::Placeholder(placeholder) if !is_path_segment(value) => {
+            Segment::Placeholder(placeholder) if !placeholder.can_fill(value) => {
                 Err(ConcreteIdError::InvalidValue {
                     id: id.to_string(),
                     placeholder: placeholder.to_string(),
@@ -415,6 +419,13 @@ impl fmt::Display for SpiffeIdTemplate {
 // === impl Placeholder ===
 
 impl Placeholder {
+    /// Returns whether `value` is a valid path segment that a selector of this placeholder can
+    /// have, so the server rejects `/unix/uid/root` for `{unix:uid}`.
+    fn can_fill(&self, value: &str) -> bool {
+        let selector_value = format!("{}:{value}", self.key);
+        is_path_segment(value) && Selector::new(&self.kind, &selector_value).is_ok()
+    }
+
     /// Returns the selector type, for example `unix`.
     pub fn kind(&self) -> &str {
         &self.kind

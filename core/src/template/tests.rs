@@ -258,7 +258,9 @@ fn check_expansion_rejects_other_ids() {
         ("spiffe://example.org/unix/uid/a/b", "count"),
         ("spiffe://example.org/admin/uid/1000", "literal"),
         ("spiffe://example.org/unix/gid/0", "literal"),
-        ("spiffe://example.org/unix/uid/...", "ok"),
+        ("spiffe://example.org/unix/uid/...", "value"),
+        ("spiffe://example.org/unix/uid/root", "value"),
+        ("spiffe://example.org/unix/uid/007", "value"),
     ];
     for (text, expected) in cases {
         let kind = match parsed.check_expansion(&id(text)) {
@@ -270,6 +272,15 @@ fn check_expansion_rejects_other_ids() {
         };
         assert_eq!(kind, expected, "concrete ID {text:?}");
     }
+}
+
+#[test]
+fn check_expansion_accepts_user_names_as_segments() {
+    let parsed = template("spiffe://example.org/user/{unix:user}");
+    assert_eq!(
+        parsed.check_expansion(&id("spiffe://example.org/user/svc.web-1")),
+        Ok(())
+    );
 }
 
 #[test]
