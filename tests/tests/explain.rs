@@ -82,6 +82,30 @@ async fn uid_shows_account_selectors_and_unknown_keys() {
 }
 
 #[tokio::test]
+async fn uid_reports_entries_it_cannot_decide() {
+    let deployment = Deployment::start().await.unwrap();
+    let spiffe_id = deployment.server.spiffe_id("/workload/path-only");
+    let entry = EntrySpec::new(&spiffe_id, deployment.agent.spiffe_id())
+        .selector("unix:uid:1700")
+        .selector("unix:path:/usr/bin/true");
+    deployment.server.create_entry(&entry).await.unwrap();
+    let args = ["--uid", "1700"];
+
+    let json = known_entry(&deployment.agent, &args, &spiffe_id)
+        .await
+        .unwrap();
+    let output = deployment.agent.explain(&args).await.unwrap();
+
+    let text = printed(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("1 entries marked unknown above may match once the process runs"),
+        "{text}"
+    );
+    assert_eq!(json["undetermined_entries"], 1);
+}
+
+#[tokio::test]
 async fn near_miss_names_missing_selector() {
     let setup = NearMiss::start().await.unwrap();
     let pid = std::process::id().to_string();

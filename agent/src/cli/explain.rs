@@ -163,6 +163,13 @@ fn human_text(workload: &Workload, response: &ExplainWorkloadResponse, verdict: 
         }
         Verdict::NoIdentity => {
             text.push_str("Result: no identity issued\n");
+            let unknown = undetermined_entries(response);
+            if unknown > 0 {
+                let _ = writeln!(
+                    text,
+                    "  - {unknown} entries marked unknown above may match once the process runs"
+                );
+            }
             for note in notes(response) {
                 let _ = writeln!(text, "  - {note}");
             }
@@ -198,6 +205,20 @@ fn entry_text(text: &mut String, entry: &ExplainedEntry) {
         format!("no match: {}", entry.note)
     };
     line(text, "Result", &outcome);
+}
+
+/// Returns how many entries neither match nor miss a selector, because the request could not
+/// determine some of the selectors they need.
+fn undetermined_entries(response: &ExplainWorkloadResponse) -> usize {
+    response
+        .entries
+        .iter()
+        .filter(|entry| {
+            !entry.matches
+                && entry.missing_selectors.is_empty()
+                && !entry.undetermined_selectors.is_empty()
+        })
+        .count()
 }
 
 /// Returns the hints shown when no entry matches.
@@ -261,6 +282,7 @@ fn json_value(workload: &Workload, response: &ExplainWorkloadResponse, verdict: 
         "last_sync_at": (response.last_sync_at > 0).then(|| response.last_sync_at.to_string()),
         "entries": entries,
         "identity_issued": verdict == Verdict::Issue,
+        "undetermined_entries": undetermined_entries(response),
     })
 }
 
