@@ -145,7 +145,7 @@ async fn wait_for_svids(client: &WorkloadClient, count: u32) -> anyhow::Result<(
     .await
 }
 
-/// Creates entries and attested agents until the server holds each of `sizes`, and reads its
+/// Creates entries and attested agents until the server stores each of `sizes`, and reads its
 /// VmRSS and cold start time at each size.
 async fn measure_server(
     binaries: Binaries,

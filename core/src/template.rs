@@ -277,7 +277,7 @@ impl SpiffeIdTemplate {
         }
     }
 
-    /// Returns the trust domain, which never holds placeholders.
+    /// Returns the trust domain, which never contains placeholders.
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
     }

@@ -35,8 +35,9 @@ pub struct AllowedPeers {
 /// It is a [`Stream`] of connections, which tonic's `serve_with_incoming` takes as is, and
 /// [`serve_http`](crate::serve_http) takes it for hyper and axum. A failed handshake (no client
 /// certificate, untrusted chain, peer not allowed) closes that connection and is logged with
-/// the reason: at warning level at most once a minute per client IP address (for up to 4096
-/// addresses, beyond which every failure warns), and at debug level otherwise. Dropping the listener stops accepting.
+/// the reason. The log line is a warning at most once a minute per client IP address, and at
+/// debug level otherwise. Beyond 4096 tracked addresses every failure warns. Dropping the
+/// listener stops accepting.
 #[derive(Debug)]
 pub struct MtlsListener {
     connections: mpsc::Receiver<TlsStream<TcpStream>>,

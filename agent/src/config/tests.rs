@@ -193,7 +193,8 @@ fn join_token_debug_is_redacted() {
     assert!(!format!("{config:?}").contains("topsecret"));
 }
 
-/// A private file holding `text`, as a systemd credential or a secret mounted with mode 0400.
+/// Creates a private file that contains `text`, like a systemd credential or a secret mounted
+/// with mode 0400.
 fn private_file(text: &str) -> tempfile::NamedTempFile {
     let file = config_file(text);
     std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600)).unwrap();

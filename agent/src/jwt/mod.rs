@@ -47,7 +47,8 @@ pub struct JwtSubject<'a> {
     pub entry_id: &'a str,
     /// The token's `sub`: the entry's SPIFFE ID, or its template filled in for the workload.
     pub spiffe_id: &'a SpiffeId,
-    /// Whether the entry has a SPIFFE ID template, so the server must be told `spiffe_id`.
+    /// Whether the entry has a SPIFFE ID template, so the request to the server must carry
+    /// `spiffe_id`.
     pub from_template: bool,
 }
 

@@ -1,7 +1,7 @@
 //! A tower layer that counts Workload API calls by method and gRPC code and records how long the
 //! agent took to respond.
 //!
-//! It wraps the whole gRPC server, so it also sees the calls the security header check rejects.
+//! It wraps the whole gRPC server, so it also counts the calls the security header check rejects.
 //! Only the five Workload API methods get a label. Calls to other paths, such as the gRPC health
 //! service, are not recorded, so a client cannot create label values.
 

@@ -276,7 +276,7 @@ impl Node {
         let agent_id = redacted_agent_id(&previous.agent_id);
         let token = match (rejection, &config.join_token) {
             // The ban is on the old agent ID. A token other than the one that ID was made from is
-            // a new grant from an operator, which is what the `Banned` error tells them to give.
+            // a new grant from an operator, as the message of the `Banned` error advises.
             (Rejection::Banned, Some(token)) if !previous.is_attested_with(token) => {
                 tracing::warn!(
                     spiffe_id = %agent_id,

@@ -97,7 +97,7 @@ impl SvidStore {
     }
 
     /// Drops the SVIDs of entries that are no longer served, changed or expired at `now`, and
-    /// those of template expansions that no stream holds in `held` and that are due for renewal.
+    /// those of template expansions that no stream leases (`held`) and that are due for renewal.
     pub(crate) fn retain_current(
         &mut self,
         entries: &[ServedEntry],
@@ -496,7 +496,7 @@ mod tests {
         assert!(store.accept(&root, pending, result));
         let refresh_at = store.next_refresh().unwrap();
 
-        // No stream holds it any more, but it is not due yet: a returning workload gets it.
+        // No stream leases it any more, but it is not due yet, so a returning workload gets it.
         store.retain_current(entries, &HashSet::new(), now);
         assert_eq!(store.of_entry(&entry.entry_id).len(), 1);
         assert!(store.due(entries, &HashSet::new(), now).is_empty());

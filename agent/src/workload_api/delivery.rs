@@ -27,7 +27,7 @@ pub(super) enum Delivery<T> {
 /// Returns the function that builds the `FetchX509SVID` messages of the process `pid` from each
 /// snapshot.
 ///
-/// The function holds the caller's template expansions in `lease`, so that sync signs and renews
+/// The function records the caller's template expansions in `lease`, so that sync signs and renews
 /// their X509-SVIDs while the stream lasts, and reports templates the caller's selectors cannot
 /// fill through `warnings`.
 pub(super) fn x509_svid_messages(

@@ -418,7 +418,7 @@ fn watcher_refuses_to_start_on_invalid_file() {
     assert!(matches!(error, PolicyFileError::Read { .. }), "{error:?}");
 }
 
-/// A service that lets the gateway do anything but touch `/admin`.
+/// Builds a policy that lets the gateway do anything except touch `/admin`.
 fn admin_denied() -> Policy {
     Policy::builder()
         .rule(

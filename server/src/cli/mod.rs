@@ -48,7 +48,7 @@ pub enum OperatorCommand {
     #[command(subcommand)]
     Entry(EntryCommand),
     /// Checks through the gRPC health service on the admin socket that the server is ready: its
-    /// datastore answers and its active X.509 CA and JWT signing key have not expired. Exits 0
+    /// datastore responds and its active X.509 CA and JWT signing key have not expired. Exits 0
     /// if it is, else 1.
     Healthcheck(HealthcheckArgs),
     /// Mints JWT-SVIDs.
@@ -131,7 +131,7 @@ async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
         .await
         .map_err(|_| {
             anyhow::anyhow!(
-                "server is unhealthy: no answer on {} within {}",
+                "server is unhealthy: no response on {} within {}",
                 args.common.admin_socket.display(),
                 humantime::format_duration(args.timeout)
             )
