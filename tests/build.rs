@@ -12,6 +12,7 @@ const SERVICE_PROTOS: &[&str] = &[
     "spire/api/server/agent/v1/agent.proto",
     "spire/api/server/bundle/v1/bundle.proto",
     "spire/api/server/entry/v1/entry.proto",
+    "spire/api/server/svid/v1/svid.proto",
 ];
 
 fn main() -> Result<(), Box<dyn StdError>> {

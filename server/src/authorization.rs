@@ -12,65 +12,96 @@ use signet_core::ids;
 use signet_core::selector::{self, Selector};
 use spiffe::SpiffeId;
 
-use crate::model::{RegistrationEntry, unix_now};
+use crate::model::RegistrationEntry;
 
+pub mod cache;
 pub mod explain;
 
-/// Returns the entries the agent `agent_id`, attested with `node_selectors`, is authorized for, in
-/// the order of `entries`.
+/// Positions of registration entries in a slice, grouped by parent ID, so that the walk from an
+/// agent visits only the entries it reaches.
+#[derive(Debug, Default)]
+pub struct ParentIndex {
+    children: HashMap<SpiffeId, Vec<usize>>,
+}
+
+impl ParentIndex {
+    /// Indexes `entries` by parent ID.
+    pub fn new(entries: &[RegistrationEntry]) -> Self {
+        let mut children: HashMap<SpiffeId, Vec<usize>> = HashMap::new();
+        for (position, entry) in entries.iter().enumerate() {
+            children
+                .entry(entry.parent_id.clone())
+                .or_default()
+                .push(position);
+        }
+        Self { children }
+    }
+
+    fn children(&self, parent_id: &SpiffeId) -> &[usize] {
+        self.children.get(parent_id).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Returns the positions in `entries` of the entries that the agent `agent_id`, attested with
+/// `node_selectors`, is authorized for at `now` (Unix seconds), in ascending order. `index` must
+/// be the [`ParentIndex`] of `entries`.
 ///
-/// Every entry appears at most once, and parent chains that loop back on themselves end, because
-/// each SPIFFE ID is expanded only once.
-pub fn authorized_entries(
+/// Parent chains that loop back on themselves end, because each SPIFFE ID is expanded once.
+pub fn authorized_positions(
     agent_id: &SpiffeId,
     node_selectors: &[Selector],
     entries: &[RegistrationEntry],
-) -> Vec<RegistrationEntry> {
-    authorized_entries_at(agent_id, node_selectors, entries, unix_now())
+    index: &ParentIndex,
+    now: i64,
+) -> Vec<usize> {
+    let is_live = |position: &usize| {
+        entries
+            .get(*position)
+            .is_some_and(|e| !e.is_expired_at(now))
+    };
+    let mut authorized = vec![false; entries.len()];
+    let mut pending: VecDeque<&SpiffeId> = VecDeque::from([agent_id]);
+
+    // The roots are the agent's own ID and the node alias entries that match the agent.
+    let server_id = ids::server_id(agent_id.trust_domain());
+    for &position in index.children(&server_id).iter().filter(|p| is_live(p)) {
+        let alias = &entries[position];
+        if selector::is_subset(&alias.selectors, node_selectors) {
+            authorized[position] = true;
+            pending.extend(alias.spiffe_id.spiffe_id());
+        }
+    }
+
+    // Breadth-first walk down the parent links. A template names no single ID, so no entry can
+    // have it as parent.
+    let mut expanded: HashSet<&SpiffeId> = HashSet::new();
+    while let Some(parent) = pending.pop_front() {
+        if !expanded.insert(parent) {
+            continue;
+        }
+        for &position in index.children(parent).iter().filter(|p| is_live(p)) {
+            authorized[position] = true;
+            pending.extend(entries[position].spiffe_id.spiffe_id());
+        }
+    }
+
+    (0..entries.len())
+        .filter(|&position| authorized[position])
+        .collect()
 }
 
-/// Does the work of [`authorized_entries`] with `now` (Unix seconds) as the current time.
+/// Returns the entries the agent `agent_id`, attested with `node_selectors`, is authorized for at
+/// `now` (Unix seconds), in the order of `entries`.
 fn authorized_entries_at(
     agent_id: &SpiffeId,
     node_selectors: &[Selector],
     entries: &[RegistrationEntry],
     now: i64,
 ) -> Vec<RegistrationEntry> {
-    let live: Vec<&RegistrationEntry> = entries.iter().filter(|e| !e.is_expired_at(now)).collect();
-    let mut children: HashMap<&SpiffeId, Vec<usize>> = HashMap::new();
-    for (index, entry) in live.iter().enumerate() {
-        children.entry(&entry.parent_id).or_default().push(index);
-    }
-
-    // The roots are the agent's own ID and the node alias entries that match the agent.
-    let server_id = ids::server_id(agent_id.trust_domain());
-    let mut authorized = vec![false; live.len()];
-    let mut pending: VecDeque<&SpiffeId> = VecDeque::from([agent_id]);
-    for &index in children.get(&server_id).into_iter().flatten() {
-        if selector::is_subset(&live[index].selectors, node_selectors) {
-            authorized[index] = true;
-            pending.extend(live[index].spiffe_id.spiffe_id());
-        }
-    }
-
-    // Breadth-first walk down the parent links. Each SPIFFE ID is expanded once, so parent chains
-    // that loop back on themselves end. A template names no single ID, so no entry can have it as
-    // parent.
-    let mut expanded: HashSet<&SpiffeId> = HashSet::new();
-    while let Some(parent) = pending.pop_front() {
-        if !expanded.insert(parent) {
-            continue;
-        }
-        for &index in children.get(parent).into_iter().flatten() {
-            authorized[index] = true;
-            pending.extend(live[index].spiffe_id.spiffe_id());
-        }
-    }
-
-    live.iter()
-        .zip(authorized)
-        .filter(|(_, is_authorized)| *is_authorized)
-        .map(|(entry, _)| (*entry).clone())
+    let index = ParentIndex::new(entries);
+    authorized_positions(agent_id, node_selectors, entries, &index, now)
+        .into_iter()
+        .map(|position| entries[position].clone())
         .collect()
 }
 

@@ -22,7 +22,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/spire_api.rs"));
 }
 
-pub use generated::spire::api::server::{agent, bundle, entry};
+pub use generated::spire::api::server::{agent, bundle, entry, svid};
 pub use generated::spire::api::types;
 
 /// Opens a TLS channel to the agent API at `address` without a client certificate, verifying

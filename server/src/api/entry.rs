@@ -1,5 +1,7 @@
 //! The Entry service: registration entry management (admin) and entry sync (agents).
 
+use std::sync::Arc;
+
 use signet_proto::spire::api::server::entry::v1::{
     BatchCreateEntryRequest, BatchCreateEntryResponse, BatchDeleteEntryRequest,
     BatchDeleteEntryResponse, BatchUpdateEntryRequest, BatchUpdateEntryResponse,
@@ -15,7 +17,7 @@ use super::error::ok_status;
 use super::filter::EntryFilter;
 use super::paging::paginate;
 use super::{ApiError, Services, mask};
-use crate::authorization::authorized_entries;
+use crate::authorization::cache::{AuthorizedEntries, EntrySnapshot};
 use crate::model::{AttestedAgent, RegistrationEntry};
 use signet_core::ids::redacted_agent_id;
 
@@ -182,17 +184,27 @@ impl EntryApi for Services {
 }
 
 impl Services {
-    /// Returns the entries the agent may obtain X509-SVIDs for.
+    /// Returns the entries the agent may obtain SVIDs for, as of the latest write of entries
+    /// committed by any server sharing the datastore.
     pub(super) async fn authorized_entries(
         &self,
         agent: &AttestedAgent,
-    ) -> Result<Vec<RegistrationEntry>, ApiError> {
-        let entries = self.state.datastore.list_entries().await?;
-        Ok(authorized_entries(
-            &agent.spiffe_id,
-            &agent.selectors,
-            &entries,
-        ))
+    ) -> Result<AuthorizedEntries, ApiError> {
+        let snapshot = self.entry_snapshot().await?;
+        Ok(snapshot.authorized(&agent.spiffe_id, &agent.selectors, super::unix_now()))
+    }
+
+    /// Returns the snapshot of the stored entries at the current entries generation, reading the
+    /// entries only when the cached snapshot is of another generation.
+    async fn entry_snapshot(&self) -> Result<Arc<EntrySnapshot>, ApiError> {
+        let datastore = &self.state.datastore;
+        let generation = datastore.entries_generation().await?;
+        if let Some(snapshot) = self.state.entry_cache.snapshot(generation) {
+            return Ok(snapshot);
+        }
+        // Read after the generation, the entries contain every write that it counts.
+        let entries = datastore.list_entries().await?;
+        Ok(self.state.entry_cache.insert(generation, entries))
     }
 
     async fn fetch_entry(&self, id: &str) -> Result<RegistrationEntry, ApiError> {

@@ -34,6 +34,7 @@ use tonic::Request;
 use tonic::service::Routes;
 
 use crate::authority::{JwtKind, Rotation, X509Kind};
+use crate::authorization::cache::EntryCache;
 use crate::ca::CertificateAuthority;
 use crate::datastore::Datastore;
 use crate::jwt::JwtSigner;
@@ -74,6 +75,7 @@ pub struct ServerState {
     /// Prometheus metrics of issuance, attestation and the authorities.
     pub metrics: ServerMetrics,
     authenticator: AgentAuthenticator,
+    entry_cache: EntryCache,
 }
 
 impl ServerState {
@@ -97,6 +99,7 @@ impl ServerState {
             changes,
             metrics: ServerMetrics::new(),
             authenticator: AgentAuthenticator::default(),
+            entry_cache: EntryCache::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use x509_parser::prelude::FromDer;
 use super::agent::x509_svid;
 use super::error::ok_status;
 use super::{ApiError, Services, unix_seconds};
+use crate::authorization::cache::AuthorizedEntries;
 use crate::ca::SignedX509Svid;
 use crate::jwt::{JwtError, SignedJwtSvid};
 use crate::metrics::SvidKind;
@@ -170,7 +171,7 @@ impl Services {
     /// Signs the CSR for the entry named in `params`, which must be among `authorized` entries.
     fn sign_workload_svid(
         &self,
-        authorized: &[RegistrationEntry],
+        authorized: &AuthorizedEntries,
         params: &NewX509svidParams,
     ) -> Result<types::X509svid, ApiError> {
         let entry = find_authorized(authorized, &params.entry_id)?;
@@ -248,17 +249,14 @@ impl Services {
 /// Returns the entry `entry_id` if it is among the `authorized` entries. An entry that exists but
 /// is not authorized gets the same error as a missing one, so agents cannot probe for entries.
 pub(super) fn find_authorized<'a>(
-    authorized: &'a [RegistrationEntry],
+    authorized: &'a AuthorizedEntries,
     entry_id: &str,
 ) -> Result<&'a RegistrationEntry, ApiError> {
-    authorized
-        .iter()
-        .find(|entry| entry.id == entry_id)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "entry {entry_id:?} not found or not authorized for this agent"
-            ))
-        })
+    authorized.find(entry_id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "entry {entry_id:?} not found or not authorized for this agent"
+        ))
+    })
 }
 
 /// Returns the SPIFFE ID of an X509-SVID for `entry`: the entry's own ID, or for a template the

@@ -293,27 +293,3 @@ fn authorization_cases() {
         assert_eq!(ids, case.expected, "{}", case.name);
     }
 }
-
-#[test]
-fn public_function_uses_current_time() {
-    let agent_id = SpiffeId::new(AGENT).unwrap();
-    let entries = vec![
-        entry(
-            "expired",
-            "spiffe://example.org/old",
-            AGENT,
-            &["unix:uid:1"],
-            1,
-        ),
-        entry(
-            "live",
-            "spiffe://example.org/live",
-            AGENT,
-            &["unix:uid:3"],
-            0,
-        ),
-    ];
-    let authorized = authorized_entries(&agent_id, &[], &entries);
-    assert_eq!(authorized.len(), 1);
-    assert_eq!(authorized[0].id, "live");
-}

@@ -112,7 +112,9 @@ impl CertificateAuthority {
         ttl: Duration,
     ) -> Result<SignedX509Svid, CaError> {
         let (not_before, not_after) = self.leaf_validity(names.spiffe_id, ttl)?;
+        let serial = random_serial_number();
         let mut params = leaf_params(names, subject_key.is_rsa)?;
+        params.serial_number = Some(serial.clone());
         params.not_before = to_offset(not_before);
         params.not_after = to_offset(not_after);
 
@@ -123,7 +125,7 @@ impl CertificateAuthority {
                 source,
             })?;
         let leaf = leaf.der().clone();
-        let serial_number = certificate_serial_number(&leaf)?;
+        let serial_number = serial_number_hex(serial.as_ref());
         let expires_at = SystemTime::from(to_offset(not_after));
         tracing::debug!(
             spiffe_id = %redacted_agent_id(names.spiffe_id),
@@ -202,7 +204,18 @@ pub fn certificate_serial_number(cert: &CertificateDer<'_>) -> Result<String, Ca
         X509Certificate::from_der(cert).map_err(|error| CaError::InvalidCertificate {
             reason: error.to_string(),
         })?;
-    Ok(parsed.tbs_certificate.serial.to_str_radix(16))
+    Ok(serial_number_hex(parsed.tbs_certificate.raw_serial()))
+}
+
+/// Formats a serial number, given as the big-endian bytes of an unsigned integer, in lower-case
+/// hex without leading zeros ("0" for zero). It is the only formatting of serial numbers, so that
+/// a serial recorded at signing always equals the one later read from the certificate.
+pub(super) fn serial_number_hex(big_endian: &[u8]) -> String {
+    let digits = hex::encode(big_endian);
+    match digits.trim_start_matches('0') {
+        "" => "0".to_owned(),
+        significant => significant.to_owned(),
+    }
 }
 
 /// Returns a random 128-bit serial number. RFC 5280 section 4.1.2.2 requires serials that are
@@ -253,7 +266,8 @@ fn check_key_strength(key: Option<PublicKey<'_>>) -> Result<(), String> {
     }
 }
 
-/// Returns the certificate parameters of an X509-SVID leaf, without its validity.
+/// Returns the certificate parameters of an X509-SVID leaf, without its serial number and
+/// validity.
 fn leaf_params(names: &LeafNames<'_>, is_rsa: bool) -> Result<CertificateParams, CaError> {
     let invalid = |reason: String| CaError::InvalidCsr { reason };
     let uri = names.spiffe_id.to_string().try_into().map_err(|_| {
@@ -288,7 +302,6 @@ fn leaf_params(names: &LeafNames<'_>, is_rsa: bool) -> Result<CertificateParams,
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    params.serial_number = Some(random_serial_number());
     params.use_authority_key_identifier_extension = true;
     Ok(params)
 }

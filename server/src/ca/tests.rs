@@ -440,6 +440,20 @@ fn svid_serial_is_random_and_reported() {
     );
 }
 
+#[test]
+fn serial_number_hex_cases() {
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("zero", &[0], "0"),
+        ("empty", &[], "0"),
+        ("leading zero bytes", &[0, 0, 0x0a, 0xbc], "abc"),
+        ("high bit set", &[0x80, 0x01], "8001"),
+        ("leading zero nibble", &[0x01, 0xff], "1ff"),
+    ];
+    for (name, big_endian, expected) in cases {
+        assert_eq!(signer::serial_number_hex(big_endian), expected, "{name}");
+    }
+}
+
 // covers: X509-01
 #[test]
 fn svid_dns_names_become_sans_and_first_cn() {

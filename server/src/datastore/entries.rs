@@ -7,6 +7,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Executor};
 
+use super::entries_generation::bump_entries_generation;
 use super::entry_plan::StoredEntry;
 use super::rows::{self, column, flag, json_list};
 use super::{Datastore, DatastoreError};
@@ -34,7 +35,7 @@ impl Datastore {
     /// Stores a new entry and returns it as stored.
     ///
     /// An empty ID is replaced by a random UUID. `created_at` is set to now and `revision_number`
-    /// to 0.
+    /// to 0. The entries generation is bumped in the same transaction.
     ///
     /// # Errors
     ///
@@ -44,11 +45,16 @@ impl Datastore {
         &self,
         entry: RegistrationEntry,
     ) -> Result<RegistrationEntry, DatastoreError> {
-        insert_entry(&self.pool, entry, "").await
+        // Dropping the transaction on an error rolls it back.
+        let mut transaction = self.pool.begin().await?;
+        let entry = insert_entry(&mut *transaction, entry, "").await?;
+        bump_entries_generation(&mut transaction).await?;
+        transaction.commit().await?;
+        Ok(entry)
     }
 
     /// Replaces every field of the entry with the ID `entry.id`, except `created_at`, and bumps
-    /// its revision number. Returns the entry as stored.
+    /// its revision number and the entries generation. Returns the entry as stored.
     ///
     /// # Errors
     ///
@@ -65,19 +71,22 @@ impl Datastore {
              identity_key = $13, revision_number = revision_number + 1 \
              WHERE id = $14 \
              RETURNING revision_number, created_at";
+        let mut transaction = self.pool.begin().await?;
         let row = bind_content(sqlx::query(sql), &entry)
             .bind(entry.id.clone())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *transaction)
             .await
             .map_err(|e| write_error(e, &entry))?;
         let row = row.ok_or_else(|| not_found(&entry.id))?;
+        bump_entries_generation(&mut transaction).await?;
+        transaction.commit().await?;
 
         entry.revision_number = column(&row, "revision_number")?;
         entry.created_at = column(&row, "created_at")?;
         Ok(entry)
     }
 
-    /// Deletes the entry with the ID `id` and returns it.
+    /// Deletes the entry with the ID `id`, bumps the entries generation and returns the entry.
     ///
     /// # Errors
     ///
@@ -88,8 +97,15 @@ impl Datastore {
             "DELETE FROM registration_entries WHERE id = $1 RETURNING ",
             columns!()
         );
-        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
-        entry_from_row(&row.ok_or_else(|| not_found(id))?)
+        let mut transaction = self.pool.begin().await?;
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await?;
+        let entry = entry_from_row(&row.ok_or_else(|| not_found(id))?)?;
+        bump_entries_generation(&mut transaction).await?;
+        transaction.commit().await?;
+        Ok(entry)
     }
 
     /// Returns the entry with the ID `id`, if any.

@@ -5,6 +5,7 @@ use sqlx::AnyConnection;
 use super::entries::{
     delete_entry_at_revision, insert_entry, list_stored_entries, update_entry_at_revision,
 };
+use super::entries_generation::bump_entries_generation;
 use super::entry_plan::{EntryPlan, EntryPlanError, plan_entries};
 use super::{Datastore, DatastoreError};
 use crate::model::{EntryOwner, RegistrationEntry};
@@ -76,7 +77,8 @@ impl Datastore {
     }
 }
 
-/// Writes every change of `plan` and returns it with the entries as stored.
+/// Writes every change of `plan`, bumps the entries generation and returns the plan with the
+/// entries as stored.
 async fn write_plan(
     connection: &mut AnyConnection,
     owner: &EntryOwner,
@@ -97,6 +99,7 @@ async fn write_plan(
     for entry in plan.created {
         created.push(insert_entry(&mut *connection, entry, owner.as_str()).await?);
     }
+    bump_entries_generation(connection).await?;
     Ok(EntryPlan {
         created,
         updated,

@@ -10,6 +10,7 @@ mod bundle;
 mod bundle_lifecycle;
 mod connect;
 mod entries;
+mod entries_generation;
 mod entry_apply;
 mod entry_plan;
 mod error;
@@ -19,6 +20,7 @@ mod rows;
 use sqlx::AnyPool;
 
 pub use bundle::{BundleRecord, JwtAuthorityRecord};
+pub use entries_generation::EntriesGeneration;
 pub use entry_apply::{ApplyEntriesError, ApplyMode};
 pub use entry_plan::{EntryPlan, EntryPlanError, StoredEntry, plan_entries};
 pub use error::DatastoreError;
