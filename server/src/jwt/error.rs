@@ -66,14 +66,11 @@ pub enum JwtError {
         reason: String,
     },
 
-    /// Signing the token failed inside the JWT library.
+    /// Signing the token failed inside ring, whose error carries no detail.
     #[error("failed to sign a JWT-SVID with key {key_id}")]
     Signing {
         /// The key's `kid`.
         key_id: String,
-        /// The JWT library's error.
-        #[source]
-        source: jsonwebtoken::errors::Error,
     },
 
     /// The SPIFFE ID is outside the server's trust domain or has no path.

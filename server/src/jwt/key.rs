@@ -5,17 +5,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::EncodingKey;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData};
 use rsa::RsaPrivateKey;
-use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::jws::JwsSigningKey;
 use super::{JwtError, JwtKeyType};
 
 /// A JWT signing key with its `kid` and notAfter time.
@@ -28,7 +27,7 @@ pub struct JwtSigningKey {
     not_before: SystemTime,
     not_after: SystemTime,
     public_key_der: Vec<u8>,
-    encoding_key: EncodingKey,
+    jws_key: JwsSigningKey,
 }
 
 impl JwtSigningKey {
@@ -137,8 +136,8 @@ impl JwtSigningKey {
         &self.public_key_der
     }
 
-    pub(super) fn encoding_key(&self) -> &EncodingKey {
-        &self.encoding_key
+    pub(super) fn jws_key(&self) -> &JwsSigningKey {
+        &self.jws_key
     }
 }
 
@@ -152,13 +151,13 @@ impl fmt::Debug for JwtSigningKey {
     }
 }
 
-/// The private key as PKCS#8 PEM (for the key file), the signing key for the JWT library and the
-/// public key DER.
-// NOTE: the PEM, the PKCS#8 and PKCS#1 buffers, the RSA key and the JWT library's key are wiped
-// when dropped, but rcgen's `KeyPair` used for ECDSA keys is not.
+/// The private key as PKCS#8 PEM (for the key file), the key parsed for signing and the public
+/// key DER.
+// NOTE: the PEM, the PKCS#8 buffers and the `rsa` crate's key are wiped when dropped, but ring's
+// parsed key pairs and rcgen's `KeyPair` used for ECDSA keys are not.
 struct KeyMaterial {
     pkcs8_pem: Zeroizing<String>,
-    encoding_key: EncodingKey,
+    jws_key: JwsSigningKey,
     public_key_der: Vec<u8>,
 }
 
@@ -171,11 +170,11 @@ impl KeyMaterial {
         if key_type.is_rsa() {
             let key =
                 RsaPrivateKey::new(&mut OsRng, RSA_KEY_BITS).map_err(|e| failed(e.to_string()))?;
-            Self::from_rsa(&key).map_err(failed)
+            Self::from_rsa(&key, key_type).map_err(failed)
         } else {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
                 .map_err(|e| failed(e.to_string()))?;
-            Ok(Self::from_ec(&key))
+            Self::from_ec(&key).map_err(failed)
         }
     }
 
@@ -184,39 +183,38 @@ impl KeyMaterial {
         if key_type.is_rsa() {
             let key = RsaPrivateKey::from_pkcs8_pem(pem)
                 .map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
-            return Self::from_rsa(&key);
+            return Self::from_rsa(&key, key_type);
         }
         let key = KeyPair::from_pem(pem).map_err(|e| format!("not a PKCS#8 key: {e}"))?;
         if key.algorithm() != &PKCS_ECDSA_P256_SHA256 {
             return Err("not an ECDSA P-256 key".to_owned());
         }
-        Ok(Self::from_ec(&key))
+        Self::from_ec(&key)
     }
 
-    fn from_ec(key: &KeyPair) -> Self {
+    fn from_ec(key: &KeyPair) -> Result<Self, String> {
         let pkcs8_der = Zeroizing::new(key.serialize_der());
-        Self {
+        Ok(Self {
             pkcs8_pem: Zeroizing::new(key.serialize_pem()),
-            encoding_key: EncodingKey::from_ec_der(&pkcs8_der),
+            jws_key: JwsSigningKey::from_pkcs8(JwtKeyType::Es256, &pkcs8_der)?,
             public_key_der: key.subject_public_key_info(),
-        }
+        })
     }
 
-    fn from_rsa(key: &RsaPrivateKey) -> Result<Self, String> {
+    fn from_rsa(key: &RsaPrivateKey, key_type: JwtKeyType) -> Result<Self, String> {
         let pkcs8_pem = key
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| format!("PKCS#8 encoding failed: {e}"))?;
-        // The JWT library signs with RSA keys in PKCS#1 form.
-        let pkcs1_der = key
-            .to_pkcs1_der()
-            .map_err(|e| format!("PKCS#1 encoding failed: {e}"))?;
+        let pkcs8_der = key
+            .to_pkcs8_der()
+            .map_err(|e| format!("PKCS#8 encoding failed: {e}"))?;
         let public_key_der = key
             .to_public_key()
             .to_public_key_der()
             .map_err(|e| format!("public key encoding failed: {e}"))?;
         Ok(Self {
-            pkcs8_pem: Zeroizing::new(pkcs8_pem.to_string()),
-            encoding_key: EncodingKey::from_rsa_der(pkcs1_der.as_bytes()),
+            pkcs8_pem,
+            jws_key: JwsSigningKey::from_pkcs8(key_type, pkcs8_der.as_bytes())?,
             public_key_der: public_key_der.into_vec(),
         })
     }
@@ -233,7 +231,7 @@ impl KeyMaterial {
             not_before,
             not_after,
             public_key_der: self.public_key_der,
-            encoding_key: self.encoding_key,
+            jws_key: self.jws_key,
         }
     }
 }

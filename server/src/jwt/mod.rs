@@ -5,6 +5,7 @@
 //! anything, and no token it signs outlives it: each token's `exp` is cut to the key's notAfter.
 
 mod error;
+mod jws;
 mod key;
 mod signer;
 
@@ -41,12 +42,12 @@ pub struct SignedJwtSvid {
 // === impl JwtKeyType ===
 
 impl JwtKeyType {
-    /// Returns the `alg` header value.
-    pub fn algorithm(self) -> jsonwebtoken::Algorithm {
+    /// Returns the `alg` header value, the JWS algorithm name of RFC 7518 section 3.1.
+    pub fn algorithm(self) -> &'static str {
         match self {
-            Self::Es256 => jsonwebtoken::Algorithm::ES256,
-            Self::Ps256 => jsonwebtoken::Algorithm::PS256,
-            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
+            Self::Es256 => "ES256",
+            Self::Ps256 => "PS256",
+            Self::Rs256 => "RS256",
         }
     }
 

@@ -4,12 +4,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 use signet_core::audience::{check_audience, normalize_audience};
 use spiffe::{SpiffeId, TrustDomain};
 
-use super::{JwtError, JwtSigningKey, SignedJwtSvid};
+use super::{JwtError, JwtSigningKey, SignedJwtSvid, jws};
 
 /// Signs JWT-SVIDs for one trust domain with one [`JwtSigningKey`].
 ///
@@ -21,6 +20,8 @@ pub struct JwtSigner {
     issuer: Option<String>,
     default_ttl: Duration,
     key: JwtSigningKey,
+    /// The base64url JOSE header, the same for every token of `key`.
+    encoded_header: String,
     /// Whether a lifetime cut to the key's notAfter has been logged at warn.
     ttl_cut_logged: AtomicBool,
 }
@@ -54,6 +55,7 @@ impl JwtSigner {
             trust_domain,
             issuer,
             default_ttl,
+            encoded_header: jws::encode_header(key.key_type(), key.key_id()),
             key,
             ttl_cut_logged: AtomicBool::new(false),
         }
@@ -78,7 +80,7 @@ impl JwtSigner {
     /// [`JwtError::InvalidAudience`] for no audience, an empty one or too many,
     /// [`JwtError::InvalidSubject`] for an ID outside the trust domain or without a path,
     /// [`JwtError::InvalidTtl`] for a zero TTL, [`JwtError::KeyExpired`] once the key has expired,
-    /// and [`JwtError::Signing`] when the JWT library fails.
+    /// and [`JwtError::Signing`] when the crypto library fails to sign.
     pub fn sign(
         &self,
         spiffe_id: &SpiffeId,
@@ -107,15 +109,13 @@ impl JwtSigner {
             iat: unix_seconds(issued_at),
             iss: self.issuer.clone(),
         };
-        // The header holds only alg, kid and typ, as the JWT-SVID standard allows.
-        let mut header = Header::new(self.key.key_type().algorithm());
-        header.kid = Some(self.key.key_id().to_owned());
-        header.typ = Some("JWT".to_owned());
+        // serde_json fails only on non-string map keys or failing Serialize impls, and the claims
+        // have neither.
+        let claims_json = serde_json::to_vec(&claims).unwrap_or_default();
         let token =
-            jsonwebtoken::encode(&header, &claims, self.key.encoding_key()).map_err(|source| {
+            jws::encode(&self.encoded_header, &claims_json, self.key.jws_key()).map_err(|_| {
                 JwtError::Signing {
                     key_id: self.key.key_id().to_owned(),
-                    source,
                 }
             })?;
 

@@ -2,7 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde_json::Value;
 use signet_core::jwk::jwk_from_public_key_der;
 use spiffe::{SpiffeId, TrustDomain};
@@ -31,25 +31,38 @@ fn audience(values: &[&str]) -> Vec<String> {
 /// Verifies `token` with the JWT library against the JWK built from the key's public DER, and
 /// returns its claims.
 fn verify(token: &str, key: &JwtSigningKey, expected_audience: &str) -> JwtSvidClaims {
+    decode(token, key, expected_audience).unwrap()
+}
+
+fn decode(
+    token: &str,
+    key: &JwtSigningKey,
+    expected_audience: &str,
+) -> jsonwebtoken::errors::Result<JwtSvidClaims> {
     let jwk = jwk_from_public_key_der(key.public_key_der(), key.key_id()).unwrap();
     let jwk: Jwk = serde_json::from_value(jwk).unwrap();
-    let mut validation = Validation::new(key.key_type().algorithm());
+    let algorithm: Algorithm = key.key_type().algorithm().parse().unwrap();
+    let mut validation = Validation::new(algorithm);
     validation.set_audience(&[expected_audience]);
     validation.set_required_spec_claims(&["exp", "aud", "sub"]);
     let decoding_key = DecodingKey::from_jwk(&jwk).unwrap();
     jsonwebtoken::decode::<JwtSvidClaims>(token, &decoding_key, &validation)
+        .map(|token| token.claims)
+}
+
+fn header_bytes(token: &str) -> Vec<u8> {
+    use base64::Engine;
+    let encoded = token.split('.').next().unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
         .unwrap()
-        .claims
 }
 
 fn header_json(token: &str) -> Value {
-    use base64::Engine;
-    let encoded = token.split('.').next().unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
+    serde_json::from_slice(&header_bytes(token)).unwrap()
 }
+
+const KEY_TYPES: [JwtKeyType; 3] = [JwtKeyType::Es256, JwtKeyType::Rs256, JwtKeyType::Ps256];
 
 fn unix(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -84,6 +97,55 @@ fn token_verifies_for_each_key_type() {
         assert_eq!(claims.iat, unix(svid.issued_at));
         assert_eq!(claims.exp - claims.iat, 300);
         assert_eq!(claims.iss, None);
+    }
+}
+
+#[test]
+fn header_bytes_match_jsonwebtoken() {
+    for key_type in KEY_TYPES {
+        let key = JwtSigningKey::generate(key_type, SystemTime::now() + HOUR).unwrap();
+        let mut expected = Header::new(key_type.algorithm().parse().unwrap());
+        expected.kid = Some(key.key_id().to_owned());
+        expected.typ = Some("JWT".to_owned());
+        let signer = signer(key, None);
+
+        let svid = signer
+            .sign(&workload_id(), &audience(&["db"]), HOUR)
+            .unwrap();
+
+        let expected = serde_json::to_vec(&expected).unwrap();
+        assert_eq!(
+            String::from_utf8(header_bytes(&svid.token)).unwrap(),
+            String::from_utf8(expected).unwrap(),
+            "{key_type}"
+        );
+    }
+}
+
+#[test]
+fn signature_over_other_claims_fails() {
+    for key_type in KEY_TYPES {
+        let key = JwtSigningKey::generate(key_type, SystemTime::now() + HOUR).unwrap();
+        let signer = signer(key, None);
+        let svid = signer
+            .sign(&workload_id(), &audience(&["db"]), HOUR)
+            .unwrap();
+        let other = signer
+            .sign(&workload_id(), &audience(&["other"]), HOUR)
+            .unwrap();
+
+        let (_, signature) = svid.token.rsplit_once('.').unwrap();
+        let (other_input, _) = other.token.rsplit_once('.').unwrap();
+        let swapped = format!("{other_input}.{signature}");
+
+        assert!(
+            decode(&other.token, signer.key(), "other").is_ok(),
+            "{key_type}"
+        );
+        assert!(
+            decode(&swapped, signer.key(), "other").is_err(),
+            "{key_type}"
+        );
     }
 }
 
@@ -206,6 +268,29 @@ fn stored_key_is_reused_on_restart() {
         .sign(&workload_id(), &audience(&["db"]), HOUR)
         .unwrap();
     verify(&svid.token, &first, "db");
+}
+
+#[test]
+fn stored_key_signs_after_restart() {
+    for key_type in KEY_TYPES {
+        let dir = tempfile::tempdir().unwrap();
+        let first = JwtSigningKey::load_or_create(dir.path(), key_type, HOUR).unwrap();
+
+        let loaded = JwtSigningKey::load(dir.path(), key_type).unwrap().unwrap();
+
+        assert_eq!(loaded.key_id(), first.key_id(), "{key_type}");
+        let signer = signer(loaded, None);
+        let svid = signer
+            .sign(&workload_id(), &audience(&["db"]), HOUR)
+            .unwrap();
+        let claims = verify(&svid.token, &first, "db");
+        assert_eq!(claims.sub, "spiffe://example.org/workload", "{key_type}");
+        assert_eq!(
+            header_json(&svid.token)["kid"],
+            first.key_id(),
+            "{key_type}"
+        );
+    }
 }
 
 #[test]
