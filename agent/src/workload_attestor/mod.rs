@@ -7,22 +7,25 @@
 //! and later, the connection carries a pidfd (`SO_PEERPIDFD`) that pins the process. On older
 //! kernels, the attestor compares the process start time before and after reading.
 
+mod accounts;
 mod digest;
 mod procfs;
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{getsockopt, sockopt};
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Uid, User};
 use signet_core::selector::{Selector, SelectorError};
 use tokio::net::UnixStream;
 use tracing::debug;
 
+use self::accounts::{AccountSelectors, group_name};
 use self::digest::DigestCache;
 use self::procfs::ProcessStatus;
 
@@ -44,6 +47,7 @@ pub struct PeerProcess {
 #[derive(Debug, Default)]
 pub struct UnixAttestor {
     digests: DigestCache,
+    accounts: AccountSelectors,
 }
 
 /// Error from attesting a workload. Every variant fails the call closed.
@@ -59,6 +63,9 @@ pub enum AttestationError {
     /// The process exited before attestation finished.
     #[error("the workload process exited during attestation")]
     ProcessExited,
+    /// Polling the connecting process's pidfd failed.
+    #[error("checking whether the workload process is still running failed")]
+    PeerLiveness(#[source] io::Error),
     /// The PID now belongs to a process started after the connecting one.
     #[error("the workload PID was reused by another process during attestation")]
     ProcessReplaced,
@@ -177,7 +184,10 @@ impl UnixAttestor {
         // process.
         liveness.confirm(peer.pid)?;
 
-        let mut selectors = identity_selectors(peer, &status)?;
+        let mut selectors = self.accounts.selectors(peer.uid, peer.gid)?;
+        for gid in &status.supplementary_gids {
+            selectors.push(unix_selector("supplementary_gid", &gid.to_string())?);
+        }
         selectors.extend(executable);
         Ok(selectors)
     }
@@ -235,11 +245,13 @@ impl<'a> Liveness<'a> {
 
     fn confirm(&self, pid: i32) -> Result<(), AttestationError> {
         match self {
-            Self::Pidfd(pidfd) => match procfs::read_pidfd_pid(pidfd)? {
-                Some(current) if current == pid => Ok(()),
-                Some(_) => Err(AttestationError::ProcessReplaced),
-                None => Err(AttestationError::ProcessExited),
-            },
+            Self::Pidfd(pidfd) => {
+                if has_exited(pidfd)? {
+                    Err(AttestationError::ProcessExited)
+                } else {
+                    Ok(())
+                }
+            }
             Self::StartTime(started) => {
                 if procfs::read_start_time(pid)? == *started {
                     Ok(())
@@ -277,7 +289,10 @@ pub fn account_selectors(uid: u32) -> Result<Vec<Selector>, AttestationError> {
     }
     let gid = account.gid.as_raw();
     selectors.push(unix_selector("gid", &gid.to_string())?);
-    if let Some(group) = group_name(gid).and_then(|name| unix_selector("group", &name).ok()) {
+    if let Some(group) = group_name(gid)
+        .name()
+        .and_then(|name| unix_selector("group", &name).ok())
+    {
         selectors.push(group);
     }
     Ok(selectors)
@@ -290,6 +305,17 @@ fn peer_pidfd(stream: &UnixStream) -> Result<Option<OwnedFd>, AttestationError> 
         Err(Errno::ENOPROTOOPT) => Ok(None),
         Err(errno) => Err(AttestationError::PeerCredentials(errno.into())),
     }
+}
+
+/// Returns whether the process behind `pidfd` has exited. A pidfd becomes readable when its
+/// process exits, before it is reaped, and a PID is handed to a new process only after the old one
+/// was reaped. So while this returns false, `/proc/<pid>` still belongs to the process behind the
+/// pidfd, which the kernel created for the PID that SO_PEERCRED reports.
+fn has_exited(pidfd: &OwnedFd) -> Result<bool, AttestationError> {
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, PollTimeout::ZERO)
+        .map_err(|errno| AttestationError::PeerLiveness(errno.into()))?;
+    Ok(ready > 0)
 }
 
 /// Rejects a process whose effective IDs changed since it connected, because the selectors
@@ -305,46 +331,6 @@ fn check_credentials(peer: &PeerProcess, status: &ProcessStatus) -> Result<(), A
         current_uid: status.uid,
         current_gid: status.gid,
     })
-}
-
-/// Returns the `uid`, `user`, `gid`, `group` and `supplementary_gid` selectors.
-fn identity_selectors(
-    peer: &PeerProcess,
-    status: &ProcessStatus,
-) -> Result<Vec<Selector>, AttestationError> {
-    let mut selectors = vec![unix_selector("uid", &peer.uid.to_string())?];
-    // Names from the account database that no entry can name are left out, as unknown names are.
-    if let Some(user) = user_name(peer.uid).and_then(|name| unix_selector("user", &name).ok()) {
-        selectors.push(user);
-    }
-    selectors.push(unix_selector("gid", &peer.gid.to_string())?);
-    if let Some(group) = group_name(peer.gid).and_then(|name| unix_selector("group", &name).ok()) {
-        selectors.push(group);
-    }
-    for gid in &status.supplementary_gids {
-        selectors.push(unix_selector("supplementary_gid", &gid.to_string())?);
-    }
-    Ok(selectors)
-}
-
-fn user_name(uid: u32) -> Option<String> {
-    match User::from_uid(Uid::from_raw(uid)) {
-        Ok(user) => user.map(|user| user.name),
-        Err(error) => {
-            debug!(uid, %error, "Looking up the workload's user name failed");
-            None
-        }
-    }
-}
-
-fn group_name(gid: u32) -> Option<String> {
-    match Group::from_gid(Gid::from_raw(gid)) {
-        Ok(group) => group.map(|group| group.name),
-        Err(error) => {
-            debug!(gid, %error, "Looking up the workload's group name failed");
-            None
-        }
-    }
 }
 
 fn unix_selector(key: &str, value: &str) -> Result<Selector, SelectorError> {

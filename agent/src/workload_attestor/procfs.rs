@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::AttestationError;
@@ -30,17 +29,6 @@ pub(super) fn read_start_time(pid: i32) -> Result<u64, AttestationError> {
     let path = proc_path(pid, "stat");
     let text = read_proc_file(&path)?;
     parse_start_time(&text).ok_or(AttestationError::MalformedProcFile { path })
-}
-
-/// Reads the PID a pidfd refers to, or `None` once that process has been reaped.
-///
-/// A PID is only handed to a new process after the old one has been reaped, so while this
-/// returns the expected PID, `/proc/<pid>` still belongs to the process behind the pidfd.
-pub(super) fn read_pidfd_pid(pidfd: &OwnedFd) -> Result<Option<i32>, AttestationError> {
-    let path = PathBuf::from(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()));
-    let text = read_proc_file(&path)?;
-    let pid = parse_pidfd_pid(&text).ok_or(AttestationError::MalformedProcFile { path })?;
-    Ok((pid > 0).then_some(pid))
 }
 
 /// Returns the path of `pid`'s `/proc` entry `name`.
@@ -89,10 +77,6 @@ fn parse_start_time(text: &str) -> Option<u64> {
     // closing parenthesis. Field 3 is the first one after it, so field 22 is the 20th.
     let (_, rest) = text.rsplit_once(')')?;
     rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn parse_pidfd_pid(text: &str) -> Option<i32> {
-    field(text, "Pid:")?.trim().parse().ok()
 }
 
 fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
@@ -148,16 +132,6 @@ mod tests {
     fn start_time_rejects_short_stat() {
         assert_eq!(parse_start_time("42 (app) S 1 42"), None);
         assert_eq!(parse_start_time("no parenthesis"), None);
-    }
-
-    #[test]
-    fn pidfd_pid_reads_live_and_reaped() {
-        assert_eq!(
-            parse_pidfd_pid("pos:\t0\nflags:\t02000002\nPid:\t77\n"),
-            Some(77)
-        );
-        assert_eq!(parse_pidfd_pid("Pid:\t-1\n"), Some(-1));
-        assert_eq!(parse_pidfd_pid("pos:\t0\n"), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 use std::process::{Command, Stdio};
 
+use nix::unistd::{Gid, Group};
 use sha2::{Digest, Sha256};
 use tokio::net::UnixListener;
 

@@ -223,8 +223,8 @@ impl FrameFilter {
             self.block = Some(block);
             return Ok(());
         }
-        let encoded = self.rewriter.rewrite(&block.fragments)?;
-        write_header_block(block.stream_id, block.end_stream, &encoded, output);
+        let forwarded = self.rewriter.rewrite(&block.fragments)?;
+        write_header_block(block.stream_id, block.end_stream, forwarded, output);
         Ok(())
     }
 }

@@ -3,9 +3,11 @@
 //! gRPC C-core (grpcio 1.57 and later, used by py-spiffe) sends the percent-encoded socket path
 //! as `:authority` for `unix:` targets, and grpc-java sends the raw path. Neither is a valid URI
 //! authority, so h2 resets such streams with `PROTOCOL_ERROR`. [`AuthorityRewrite`] sits between
-//! the socket and h2. It decodes every header block the client sends, replaces an `:authority`
-//! that `http::uri::Authority` rejects with `localhost` and encodes the block again. All other
-//! bytes, and everything the server writes, pass through unchanged.
+//! the socket and h2. It decodes every header block the client sends, to follow the client's
+//! HPACK dynamic table. From the first block whose `:authority` `http::uri::Authority` rejects,
+//! it replaces that `:authority` with `localhost` and encodes every block again. Before that
+//! block, header blocks pass through unchanged. All other bytes, and everything the server
+//! writes, pass through unchanged.
 
 mod frame;
 mod rewrite;

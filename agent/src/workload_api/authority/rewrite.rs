@@ -13,13 +13,17 @@ use super::{MAX_HEADER_LIST_SIZE, RewriteError};
 /// The HPACK state of one connection's client-to-server direction.
 ///
 /// The decoder follows the client's dynamic table, so it must see every header block of the
-/// connection in order. The output uses no dynamic table at all: every field is a literal
-/// without indexing. h2's decoder table therefore stays empty, and no output block depends on
-/// an earlier one.
+/// connection in order. Until a block needs a replaced `:authority`, every block is forwarded as
+/// the client encoded it, so h2's dynamic table stays in step with the client's. From that block
+/// on, every block is encoded again with no dynamic table at all: every field is a literal
+/// without indexing. h2's table then stops changing, and no later block refers to it.
 pub(super) struct HeaderRewriter {
     decoder: Decoder<'static>,
-    /// Whether this connection already logged a replaced `:authority`.
-    logged_replacement: bool,
+    /// The block last encoded again, kept to reuse its allocation.
+    encoded: Vec<u8>,
+    /// Whether a block of this connection had its `:authority` replaced, so that every later
+    /// block is encoded again.
+    is_reencoding: bool,
 }
 
 // === impl HeaderRewriter ===
@@ -30,22 +34,28 @@ impl HeaderRewriter {
         decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
         Self {
             decoder,
-            logged_replacement: false,
+            encoded: Vec::new(),
+            is_reencoding: false,
         }
     }
 
-    /// Decodes `block`, replaces an invalid `:authority` with `localhost` and returns the block
-    /// encoded again.
+    /// Decodes `block` and returns the block to forward: `block` itself while no block of the
+    /// connection had an invalid `:authority`, otherwise the block encoded again with the
+    /// invalid `:authority` replaced by `localhost`.
     ///
     /// # Errors
     ///
     /// [`RewriteError::Hpack`] when `block` is not valid HPACK for the current dynamic table,
     /// [`RewriteError::HeaderListTooLarge`] when it decodes to more than
     /// [`MAX_HEADER_LIST_SIZE`] bytes.
-    pub(super) fn rewrite(&mut self, block: &[u8]) -> Result<Vec<u8>, RewriteError> {
-        let mut encoded = Vec::with_capacity(block.len() + REPLACEMENT.len());
+    pub(super) fn rewrite<'a>(&'a mut self, block: &'a [u8]) -> Result<&'a [u8], RewriteError> {
+        self.encoded.clear();
+        self.encoded.shrink_to(RETAINED_CAPACITY);
+        let encoded = &mut self.encoded;
         let mut list_size = 0_usize;
         let mut replaced = None;
+        // Every field is encoded, because an invalid `:authority` may follow fields that were
+        // decoded already, and decoding a block twice would change the dynamic table twice.
         self.decoder
             .decode_with_cb(block, |name, value| {
                 // Keep decoding past the limit, because the dynamic table must stay in step with
@@ -60,7 +70,7 @@ impl HeaderRewriter {
                 } else {
                     value
                 };
-                encode_literal(&name, &value, &mut encoded);
+                encode_literal(&name, &value, encoded);
             })
             .map_err(RewriteError::Hpack)?;
 
@@ -70,12 +80,18 @@ impl HeaderRewriter {
         if let Some(authority) = replaced {
             self.log_replacement(&authority);
         }
-        Ok(encoded)
+        if self.is_reencoding {
+            Ok(&self.encoded)
+        } else {
+            Ok(block)
+        }
     }
 
+    /// Logs the first replacement of the connection and switches it to encoding every block
+    /// again.
     fn log_replacement(&mut self, authority: &str) {
-        if !self.logged_replacement {
-            self.logged_replacement = true;
+        if !self.is_reencoding {
+            self.is_reencoding = true;
             debug!(
                 authority,
                 "Replacing an HTTP/2 :authority that is not a valid URI authority with localhost on this connection"
@@ -109,6 +125,9 @@ const REPLACEMENT: &[u8] = b"localhost";
 /// SETTINGS_HEADER_TABLE_SIZE of the server, which bounds the client's dynamic table. tonic 0.14
 /// has no option for it, so h2 keeps the HTTP/2 initial value.
 const HEADER_TABLE_SIZE: usize = 4096;
+/// Capacity of the encoding buffer kept between blocks. A larger buffer, left by a large block,
+/// is released at the next block.
+const RETAINED_CAPACITY: usize = 4096;
 /// Bytes HPACK adds to each field's name and value lengths when sizing tables and lists.
 const FIELD_OVERHEAD: usize = 32;
 /// First byte of a literal without indexing whose name follows as a string (index 0).

@@ -543,9 +543,11 @@ async fn output_blocks_use_no_dynamic_table() {
 
 #[tokio::test]
 async fn expanding_blocks_filtered_in_steps() {
-    // A 4000-byte field enters the dynamic table, then 100 one-byte blocks each refer to it.
+    // The socket path as :authority makes the filter encode every block again. A 4000-byte
+    // field enters the dynamic table, then 100 one-byte blocks each refer to it.
     let large_value = vec![b'a'; 4000];
     let mut first = Vec::new();
+    hpack_indexed_name(1, SOCKET_AUTHORITY.as_bytes(), &mut first);
     hpack_new_name(b"x-large", &large_value, &mut first);
     let mut frames = vec![headers_frame(1, true, &first)];
     frames.extend((0..100).map(|index| headers_frame(3 + 2 * index, true, &[0xbe])));
@@ -563,7 +565,62 @@ async fn expanding_blocks_filtered_in_steps() {
     );
     assert_eq!(blocks.len(), 101);
     let large_field = vec![(b"x-large".to_vec(), large_value)];
-    assert!(blocks.iter().all(|block| block.headers == large_field));
+    assert_eq!(blocks[0].headers[0].1, b"localhost");
+    assert_eq!(blocks[0].headers[1..], large_field);
+    assert!(blocks[1..].iter().all(|block| block.headers == large_field));
+}
+
+#[tokio::test]
+async fn valid_authority_blocks_forwarded_byte_for_byte() {
+    let mut encoder = Encoder::new();
+    let first = encode(&mut encoder, &grpc_request("localhost"));
+    let second = encode(&mut encoder, &grpc_request("localhost"));
+    let input = connection(&[
+        headers_frame(1, false, &first),
+        headers_frame(3, false, &second),
+    ]);
+
+    let (blocks, _) = decoded_in_all_chunkings(&input).await;
+    let output = rewrite(&input, input.len(), 64 * 1024).await.unwrap();
+
+    assert_eq!(output, input);
+    assert_eq!(blocks.len(), 2);
+    assert!(
+        blocks
+            .iter()
+            .all(|block| block.headers == grpc_request("localhost"))
+    );
+}
+
+#[tokio::test]
+async fn blocks_after_first_replacement_encoded_again() {
+    // The client's encoder indexes fields of every block, so the third block refers to entries
+    // that the second block, which h2 sees encoded again, added to the client's table.
+    let mut encoder = Encoder::new();
+    let valid = grpc_request("localhost");
+    let first = encode(&mut encoder, &valid);
+    let second = encode(&mut encoder, &grpc_request(SOCKET_AUTHORITY));
+    let third = encode(&mut encoder, &grpc_request(SOCKET_AUTHORITY));
+    let input = connection(&[
+        headers_frame(1, false, &first),
+        headers_frame(3, false, &second),
+        headers_frame(5, false, &third),
+    ]);
+
+    let (blocks, _) = decoded_in_all_chunkings(&input).await;
+    let output = rewrite(&input, input.len(), 64 * 1024).await.unwrap();
+    let frames: Vec<Frame> = parse_frames(&output)
+        .into_iter()
+        .filter(|frame| frame.header.frame_type == HEADERS)
+        .collect();
+
+    let headers: Vec<&HeaderList> = blocks.iter().map(|block| &block.headers).collect();
+    assert_eq!(headers, [&valid, &valid, &valid]);
+    assert_eq!(frames[0].payload, first, "first block forwarded as sent");
+    for frame in &frames[1..] {
+        let decoded = Decoder::new().decode(&frame.payload).unwrap();
+        assert_eq!(decoded, valid, "later blocks decode on their own");
+    }
 }
 
 #[tokio::test]
