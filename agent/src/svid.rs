@@ -102,7 +102,10 @@ impl PendingSvid {
     /// [`SvidError::EmptyChain`], [`SvidError::MalformedCertificate`],
     /// [`SvidError::WrongIdentity`] or [`SvidError::KeyMismatch`] when the chain is unusable.
     pub fn complete(self, chain: Vec<Vec<u8>>) -> Result<X509SvidMaterial, SvidError> {
-        let chain = chain.into_iter().map(CertificateDer::from).collect();
+        let mut chain: Vec<_> = chain.into_iter().map(CertificateDer::from).collect();
+        // The decoder's vector has room for four certificates, and the cache keeps this one
+        // until the SVID is renewed.
+        chain.shrink_to_fit();
         assemble(&self.spiffe_id, chain, &self.key)
     }
 }

@@ -7,6 +7,7 @@
 //! standard allows in a path segment (letters, digits, `.`, `-` and `_`) and must not be `.` or
 //! `..`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use signet_proto::spire::api::types::Spiffeid;
@@ -23,12 +24,7 @@ use crate::selector::{self, Selector};
 /// Without placeholders it is a valid SPIFFE ID.
 #[derive(Clone, Debug, Eq, Hash, PartialEq)]
 pub struct SpiffeIdTemplate {
-    trust_domain: TrustDomain,
-    /// The path as written, placeholders included.
-    path: String,
-    segments: Vec<Segment>,
-    /// The ID itself when the path has no placeholders.
-    concrete: Option<SpiffeId>,
+    form: Form,
 }
 
 /// A `{TYPE:KEY}` placeholder, always of a selector type and key that an attestor produces.
@@ -191,6 +187,21 @@ pub enum ConcreteIdError {
     },
 }
 
+/// Parsed form of a [`SpiffeIdTemplate`]. The agent stores one per cached entry, so a plain
+/// SPIFFE ID keeps only the ID, and a check that needs its segments splits them from the path.
+#[derive(Clone, Debug, Eq, Hash, PartialEq)]
+enum Form {
+    /// A path without placeholders.
+    Plain(SpiffeId),
+    /// A path with at least one placeholder.
+    Template {
+        trust_domain: TrustDomain,
+        /// The path as written, placeholders included.
+        path: String,
+        segments: Vec<Segment>,
+    },
+}
+
 #[derive(Clone, Debug, Eq, Hash, PartialEq)]
 enum Segment {
     Literal(String),
@@ -243,10 +254,11 @@ impl SpiffeIdTemplate {
         let probe_id = format!("{prefix}/{}", probe.join("/"));
         let probe_id = ids::parse_spiffe_id(&probe_id).map_err(invalid)?;
         Ok(Self {
-            trust_domain: probe_id.trust_domain().clone(),
-            path: path.to_owned(),
-            segments,
-            concrete: None,
+            form: Form::Template {
+                trust_domain: probe_id.trust_domain().clone(),
+                path: path.to_owned(),
+                segments,
+            },
         })
     }
 
@@ -272,34 +284,47 @@ impl SpiffeIdTemplate {
     /// Splits the ID into the API's trust domain and path fields, placeholders included.
     pub fn to_proto(&self) -> Spiffeid {
         Spiffeid {
-            trust_domain: self.trust_domain.to_string(),
-            path: self.path.clone(),
+            trust_domain: self.trust_domain().to_string(),
+            path: self.path().to_owned(),
         }
     }
 
     /// Returns the trust domain, which never contains placeholders.
     pub fn trust_domain(&self) -> &TrustDomain {
-        &self.trust_domain
+        match &self.form {
+            Form::Plain(id) => id.trust_domain(),
+            Form::Template { trust_domain, .. } => trust_domain,
+        }
     }
 
     /// Returns the path as written, placeholders included.
     pub fn path(&self) -> &str {
-        &self.path
+        match &self.form {
+            Form::Plain(id) => id.path(),
+            Form::Template { path, .. } => path,
+        }
     }
 
     /// Returns whether the path has at least one placeholder.
     pub fn is_template(&self) -> bool {
-        self.concrete.is_none()
+        matches!(self.form, Form::Template { .. })
     }
 
     /// Returns the SPIFFE ID itself when the path has no placeholders.
     pub fn spiffe_id(&self) -> Option<&SpiffeId> {
-        self.concrete.as_ref()
+        match &self.form {
+            Form::Plain(id) => Some(id),
+            Form::Template { .. } => None,
+        }
     }
 
     /// Returns the placeholders in path order.
     pub fn placeholders(&self) -> impl Iterator<Item = &Placeholder> {
-        self.segments.iter().filter_map(|segment| match segment {
+        let segments: &[Segment] = match &self.form {
+            Form::Plain(_) => &[],
+            Form::Template { segments, .. } => segments,
+        };
+        segments.iter().filter_map(|segment| match segment {
             Segment::Placeholder(placeholder) => Some(placeholder),
             Segment::Literal(_) => None,
         })
@@ -315,11 +340,16 @@ impl SpiffeIdTemplate {
     /// is not a valid path segment, [`ExpansionError::InvalidId`] when the result is not a valid
     /// SPIFFE ID (too long).
     pub fn expand(&self, selectors: &[Selector]) -> Result<SpiffeId, ExpansionError> {
-        if let Some(id) = &self.concrete {
-            return Ok(id.clone());
-        }
+        let (trust_domain, segments) = match &self.form {
+            Form::Plain(id) => return Ok(id.clone()),
+            Form::Template {
+                trust_domain,
+                segments,
+                ..
+            } => (trust_domain, segments),
+        };
         let mut path = String::new();
-        for segment in &self.segments {
+        for segment in segments {
             let value = match segment {
                 Segment::Literal(literal) => literal.as_str(),
                 Segment::Placeholder(placeholder) => placeholder.value_in(selectors)?,
@@ -327,7 +357,7 @@ impl SpiffeIdTemplate {
             path.push('/');
             path.push_str(value);
         }
-        ids::parse_spiffe_id(&format!("spiffe://{}{path}", self.trust_domain)).map_err(|error| {
+        ids::parse_spiffe_id(&format!("spiffe://{trust_domain}{path}")).map_err(|error| {
             ExpansionError::InvalidId {
                 reason: error.to_string(),
             }
@@ -344,25 +374,34 @@ impl SpiffeIdTemplate {
     ///
     /// Each [`ConcreteIdError`] variant names the first difference found.
     pub fn check_expansion(&self, id: &SpiffeId) -> Result<(), ConcreteIdError> {
-        if id.trust_domain() != &self.trust_domain {
+        if id.trust_domain() != self.trust_domain() {
             return Err(ConcreteIdError::ForeignTrustDomain {
                 id: id.to_string(),
                 template: self.to_string(),
             });
         }
+        let segments = self.segments();
         let values: Vec<&str> = id.path().split('/').skip(1).collect();
-        if values.len() != self.segments.len() {
+        if values.len() != segments.len() {
             return Err(ConcreteIdError::SegmentCount {
                 id: id.to_string(),
                 template: self.to_string(),
-                expected: self.segments.len(),
+                expected: segments.len(),
                 actual: values.len(),
             });
         }
-        for (position, (segment, value)) in self.segments.iter().zip(values).enumerate() {
+        for (position, (segment, value)) in segments.iter().zip(values).enumerate() {
             self.check_segment(id, position + 1, segment, value)?;
         }
         Ok(())
+    }
+
+    /// Returns the path segments, split from the path of a plain SPIFFE ID.
+    fn segments(&self) -> Cow<'_, [Segment]> {
+        match &self.form {
+            Form::Plain(id) => Cow::Owned(literal_segments(id.path())),
+            Form::Template { segments, .. } => Cow::Borrowed(segments),
+        }
     }
 
     fn check_segment(
@@ -395,24 +434,15 @@ impl SpiffeIdTemplate {
 
 impl From<SpiffeId> for SpiffeIdTemplate {
     fn from(id: SpiffeId) -> Self {
-        let segments = id
-            .path()
-            .split('/')
-            .skip(1)
-            .map(|segment| Segment::Literal(segment.to_owned()))
-            .collect();
         Self {
-            trust_domain: id.trust_domain().clone(),
-            path: id.path().to_owned(),
-            segments,
-            concrete: Some(id),
+            form: Form::Plain(id),
         }
     }
 }
 
 impl fmt::Display for SpiffeIdTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "spiffe://{}{}", self.trust_domain, self.path)
+        write!(f, "spiffe://{}{}", self.trust_domain(), self.path())
     }
 }
 
@@ -494,6 +524,13 @@ impl Segment {
 pub fn is_path_segment(value: &str) -> bool {
     let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b'_');
     !value.is_empty() && value != "." && value != ".." && value.bytes().all(allowed)
+}
+
+fn literal_segments(path: &str) -> Vec<Segment> {
+    path.split('/')
+        .skip(1)
+        .map(|segment| Segment::Literal(segment.to_owned()))
+        .collect()
 }
 
 fn has_brace(text: &str) -> bool {

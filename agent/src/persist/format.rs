@@ -3,12 +3,14 @@
 //! DER certificates and keys are base64 strings. The layout has a `version` so that a later
 //! agent can tell an older file apart instead of misreading it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::CertificateDer;
 use serde::de::Error as _;
@@ -24,25 +26,26 @@ use crate::svid;
 /// Version of the layout below.
 const VERSION: u32 = 1;
 
-/// The whole file.
+/// The whole file. Encoding borrows the certificates, keys and entry IDs from the snapshot
+/// instead of copying them, so writing a large cache needs little memory beyond the JSON.
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct StoredCache {
+pub(super) struct StoredCache<'a> {
     version: u32,
     /// SPIFFE ID of the agent that wrote the file, with the join token redacted.
     pub(super) agent_id: String,
     pub(super) trust_domain: String,
-    bundle: Vec<Der>,
-    jwt_authorities: Vec<StoredJwtAuthority>,
+    bundle: Vec<Der<'a>>,
+    jwt_authorities: Vec<StoredJwtAuthority<'a>>,
     /// In the cache's order, which decides a workload's default identity.
-    identities: Vec<StoredIdentity>,
+    identities: Vec<StoredIdentity<'a>>,
 }
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct StoredJwtAuthority {
+struct StoredJwtAuthority<'a> {
     key_id: String,
-    public_key: Der,
+    public_key: Der<'a>,
     /// Unix seconds.
     expires_at: Option<u64>,
     tainted: bool,
@@ -50,29 +53,30 @@ struct StoredJwtAuthority {
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct StoredIdentity {
-    entry_id: String,
+struct StoredIdentity<'a> {
+    entry_id: Cow<'a, str>,
     spiffe_id: String,
     /// Selectors as `type:value`.
     selectors: Vec<String>,
-    hint: String,
-    svid: Option<StoredSvid>,
+    hint: Cow<'a, str>,
+    svid: Option<StoredSvid<'a>>,
 }
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct StoredSvid {
+struct StoredSvid<'a> {
     /// Leaf first.
-    chain: Vec<Der>,
+    chain: Vec<Der<'a>>,
     /// PKCS#8 DER of the leaf's private key.
-    private_key: SecretDer,
+    private_key: SecretDer<'a>,
 }
 
-/// DER bytes, written as base64.
-struct Der(Vec<u8>);
+/// DER bytes, written as base64: borrowed when encoding, owned when decoded.
+struct Der<'a>(Cow<'a, [u8]>);
 
-/// DER bytes of a private key, written as base64 and wiped from memory on drop.
-struct SecretDer(Zeroizing<Vec<u8>>);
+/// DER bytes of a private key, written as base64. The decoded copy is wiped from memory on
+/// drop, and the borrowed one belongs to an [`X509SvidMaterial`], which wipes it.
+struct SecretDer<'a>(Cow<'a, Zeroizing<Vec<u8>>>);
 
 /// Encodes `snapshot` as the file's JSON, for the agent `agent_id` (already redacted).
 pub(super) fn encode(
@@ -88,8 +92,8 @@ pub(super) fn encode(
 }
 
 /// Parses the file's JSON and checks its version.
-pub(super) fn decode(contents: &[u8]) -> Result<StoredCache, String> {
-    let stored: StoredCache =
+pub(super) fn decode(contents: &[u8]) -> Result<StoredCache<'static>, String> {
+    let stored: StoredCache<'static> =
         serde_json::from_slice(contents).map_err(|error| error.to_string())?;
     if stored.version != VERSION {
         return Err(format!(
@@ -102,17 +106,13 @@ pub(super) fn decode(contents: &[u8]) -> Result<StoredCache, String> {
 
 // === impl StoredCache ===
 
-impl StoredCache {
-    fn from_snapshot(agent_id: &str, snapshot: &Snapshot) -> Self {
+impl<'a> StoredCache<'a> {
+    fn from_snapshot(agent_id: &str, snapshot: &'a Snapshot) -> Self {
         Self {
             version: VERSION,
             agent_id: agent_id.to_owned(),
             trust_domain: snapshot.trust_domain.to_string(),
-            bundle: snapshot
-                .bundle
-                .iter()
-                .map(|certificate| Der(certificate.to_vec()))
-                .collect(),
+            bundle: snapshot.bundle.iter().map(Der::borrowed).collect(),
             jwt_authorities: snapshot
                 .jwt_authorities
                 .iter()
@@ -139,7 +139,7 @@ impl StoredCache {
         let bundle = self
             .bundle
             .into_iter()
-            .map(|der| certificate(der.0))
+            .map(|der| certificate(der.0.into_owned()))
             .collect::<Result<Vec<_>, _>>()?;
         if bundle.is_empty() {
             return Err("the bundle contains no X.509 authority".to_owned());
@@ -167,7 +167,7 @@ impl StoredCache {
     /// Returns about how many bytes the JSON takes: base64 adds a third to the DER, and each
     /// identity and authority adds names and punctuation.
     fn estimated_len(&self) -> usize {
-        let chain_len = |svid: &StoredSvid| {
+        let chain_len = |svid: &StoredSvid<'_>| {
             svid.chain.iter().map(|der| der.0.len()).sum::<usize>() + svid.private_key.0.len()
         };
         let der_len: usize = self.bundle.iter().map(|der| der.0.len()).sum::<usize>()
@@ -189,11 +189,11 @@ impl StoredCache {
 
 // === impl StoredJwtAuthority ===
 
-impl StoredJwtAuthority {
-    fn from_authority(authority: &JwtAuthority) -> Self {
+impl<'a> StoredJwtAuthority<'a> {
+    fn from_authority(authority: &'a JwtAuthority) -> Self {
         Self {
             key_id: authority.key_id.clone(),
-            public_key: Der(authority.public_key_der.clone()),
+            public_key: Der(Cow::Borrowed(&authority.public_key_der)),
             expires_at: authority.expires_at.map(unix_seconds),
             tainted: authority.tainted,
         }
@@ -202,7 +202,7 @@ impl StoredJwtAuthority {
     fn into_authority(self) -> JwtAuthority {
         JwtAuthority {
             key_id: self.key_id,
-            public_key_der: self.public_key.0,
+            public_key_der: self.public_key.0.into_owned(),
             expires_at: self
                 .expires_at
                 .map(|seconds| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)),
@@ -213,13 +213,13 @@ impl StoredJwtAuthority {
 
 // === impl StoredIdentity ===
 
-impl StoredIdentity {
-    fn from_identity(identity: &Identity) -> Self {
+impl<'a> StoredIdentity<'a> {
+    fn from_identity(identity: &'a Identity) -> Self {
         Self {
-            entry_id: identity.entry_id.clone(),
+            entry_id: Cow::Borrowed(&identity.entry_id),
             spiffe_id: identity.spiffe_id.to_string(),
             selectors: identity.selectors.iter().map(ToString::to_string).collect(),
-            hint: identity.hint.clone(),
+            hint: Cow::Borrowed(&identity.hint),
             svid: identity.svid.as_deref().map(StoredSvid::from_material),
         }
     }
@@ -251,10 +251,10 @@ impl StoredIdentity {
             .filter(|material| now < material.expires_at)
             .map(Arc::new);
         Ok(Identity {
-            entry_id: self.entry_id,
+            entry_id: self.entry_id.into_owned(),
             spiffe_id: spiffe_id.into(),
             selectors,
-            hint: self.hint,
+            hint: self.hint.into_owned(),
             svid,
             expanded_svids: BTreeMap::new(),
         })
@@ -263,15 +263,11 @@ impl StoredIdentity {
 
 // === impl StoredSvid ===
 
-impl StoredSvid {
-    fn from_material(material: &X509SvidMaterial) -> Self {
+impl<'a> StoredSvid<'a> {
+    fn from_material(material: &'a X509SvidMaterial) -> Self {
         Self {
-            chain: material
-                .chain
-                .iter()
-                .map(|certificate| Der(certificate.to_vec()))
-                .collect(),
-            private_key: SecretDer(material.private_key_pkcs8.clone()),
+            chain: material.chain.iter().map(Der::borrowed).collect(),
+            private_key: SecretDer(Cow::Borrowed(&material.private_key_pkcs8)),
         }
     }
 
@@ -280,10 +276,10 @@ impl StoredSvid {
         let chain = self
             .chain
             .into_iter()
-            .map(|der| certificate(der.0))
+            .map(|der| certificate(der.0.into_owned()))
             .collect::<Result<Vec<_>, _>>()?;
-        let (leaf_id, material) =
-            svid::from_parts(chain, self.private_key.0).map_err(|error| error.to_string())?;
+        let (leaf_id, material) = svid::from_parts(chain, self.private_key.0.into_owned())
+            .map_err(|error| error.to_string())?;
         if &leaf_id != spiffe_id {
             return Err(format!("the X509-SVID names {leaf_id}, not {spiffe_id}"));
         }
@@ -293,39 +289,50 @@ impl StoredSvid {
 
 // === impl Der ===
 
-impl Serialize for Der {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(&self.0))
+impl<'a> Der<'a> {
+    fn borrowed(certificate: &'a CertificateDer<'static>) -> Self {
+        Self(Cow::Borrowed(certificate.as_ref()))
     }
 }
 
-impl<'de> Deserialize<'de> for Der {
+impl Serialize for Der<'_> {
+    /// Writes the base64 straight into the serializer's output, without a string per
+    /// certificate.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&Base64Display::new(&self.0, &STANDARD))
+    }
+}
+
+impl<'de> Deserialize<'de> for Der<'_> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        STANDARD.decode(text).map(Self).map_err(D::Error::custom)
+        STANDARD
+            .decode(text)
+            .map(|der| Self(Cow::Owned(der)))
+            .map_err(D::Error::custom)
     }
 }
 
 // === impl SecretDer ===
 
-impl Serialize for SecretDer {
+impl Serialize for SecretDer<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let text = Zeroizing::new(STANDARD.encode(self.0.as_slice()));
         serializer.serialize_str(&text)
     }
 }
 
-impl<'de> Deserialize<'de> for SecretDer {
+impl<'de> Deserialize<'de> for SecretDer<'_> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = Zeroizing::new(String::deserialize(deserializer)?);
         STANDARD
             .decode(text.as_bytes())
-            .map(|der| Self(Zeroizing::new(der)))
+            .map(|der| Self(Cow::Owned(Zeroizing::new(der))))
             .map_err(|_| D::Error::custom("a private key is not valid base64"))
     }
 }
 
-impl fmt::Debug for SecretDer {
+impl fmt::Debug for SecretDer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretDer(<redacted>)")
     }

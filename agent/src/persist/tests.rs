@@ -100,6 +100,31 @@ fn saved_snapshot_loads_unchanged() {
 }
 
 #[test]
+fn file_stores_der_as_standard_base64() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    let ca = TestCa::new();
+    let web = svid(&ca, WEB_ID, SystemTime::now());
+    let identities = vec![identity("web", WEB_ID, Some(Arc::clone(&web)))];
+
+    let contents = format::encode(AGENT_ID, &snapshot(&ca, identities)).unwrap();
+
+    let json: serde_json::Value = serde_json::from_slice(&contents).unwrap();
+    let stored = &json["identities"][0]["svid"];
+    assert_eq!(stored["chain"][0], STANDARD.encode(&web.chain[0]));
+    assert_eq!(
+        stored["private_key"],
+        STANDARD.encode(web.private_key_pkcs8.as_slice())
+    );
+    assert_eq!(json["bundle"][0], STANDARD.encode(&ca.bundle()[0]));
+    assert_eq!(
+        json["jwt_authorities"][0]["public_key"],
+        STANDARD.encode([1, 2, 3])
+    );
+}
+
+#[test]
 fn missing_file_loads_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = WorkloadStore::new(dir.path(), &agent_id());

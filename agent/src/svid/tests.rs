@@ -30,6 +30,18 @@ fn complete_accepts_chain_for_own_key() {
 }
 
 #[test]
+fn complete_keeps_no_spare_chain_capacity() {
+    let ca = TestCa::new();
+    let pending = PendingSvid::generate(&workload_id()).unwrap();
+    let mut chain = Vec::with_capacity(4);
+    chain.extend(ca.sign_csr(pending.csr_der(), &workload_id(), start(), HOUR));
+
+    let material = pending.complete(chain).unwrap();
+
+    assert_eq!(material.chain.capacity(), material.chain.len());
+}
+
+#[test]
 fn complete_rejects_other_spiffe_id() {
     let ca = TestCa::new();
     let pending = PendingSvid::generate(&workload_id()).unwrap();

@@ -81,12 +81,15 @@ fn convert(
             "SPIFFE ID {spiffe_id} is outside trust domain {trust_domain}"
         )));
     }
-    let selectors = entry
+    let mut selectors = entry
         .selectors
         .iter()
         .map(|selector| Selector::new(&selector.r#type, &selector.value))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| reject(error.to_string()))?;
+    // Collecting through a Result leaves room for four selectors, and the cache keeps the
+    // vector for as long as it serves the entry.
+    selectors.shrink_to_fit();
     if selectors.is_empty() {
         return Err(reject("the entry has no selectors".to_owned()));
     }
@@ -190,6 +193,16 @@ mod tests {
         let served = served_entries(vec![expired, valid], &trust_domain(), now);
         assert_eq!(served.len(), 1);
         assert_eq!(served[0].entry_id, "new");
+    }
+
+    #[test]
+    fn selectors_keep_no_spare_capacity() {
+        let entries = vec![entry("web", "spiffe://example.org/web", AGENT, 1)];
+
+        let served = served_entries(entries, &trust_domain(), SystemTime::now());
+
+        assert_eq!(served[0].selectors.len(), 1);
+        assert_eq!(served[0].selectors.capacity(), 1);
     }
 
     #[test]
