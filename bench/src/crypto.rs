@@ -1,17 +1,16 @@
 //! Single-thread rates of the signing primitives the server uses, measured in this process. They
 //! are the ceiling the server's throughput is compared with. The server's CA signs X509-SVIDs
 //! with ring's ECDSA P-256 (through rcgen) and verifies CSRs with it (through x509-parser). The
-//! server signs JWT-SVIDs with jsonwebtoken's ES256.
+//! server signs JWT-SVIDs with ring's ECDSA P-256 in the fixed-length form that JWS uses.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use anyhow::anyhow;
 use ring::rand::SystemRandom;
 use ring::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
-    UnparsedPublicKey,
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
+    EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, UnparsedPublicKey,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -32,7 +31,7 @@ pub struct Rate {
 /// Fails when ring cannot make a key or a signature.
 pub fn p256_sign_rate(duration: Duration) -> anyhow::Result<Rate> {
     let rng = SystemRandom::new();
-    let key = p256_key(&rng)?;
+    let key = p256_key(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)?;
     measure(duration, || {
         key.sign(&rng, black_box(&MESSAGE))
             .map(drop)
@@ -48,7 +47,7 @@ pub fn p256_sign_rate(duration: Duration) -> anyhow::Result<Rate> {
 /// Fails when ring cannot make a key or a signature, or the signature does not verify.
 pub fn p256_verify_rate(duration: Duration) -> anyhow::Result<Rate> {
     let rng = SystemRandom::new();
-    let key = p256_key(&rng)?;
+    let key = p256_key(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)?;
     let signature = key
         .sign(&rng, &MESSAGE)
         .map_err(|_| anyhow!("ring failed to sign"))?;
@@ -60,24 +59,20 @@ pub fn p256_verify_rate(duration: Duration) -> anyhow::Result<Rate> {
     })
 }
 
-/// Returns the rate of jsonwebtoken's ES256 signatures over a JWT-sized message, through the
-/// same call path the server's `jsonwebtoken::encode` takes, key parsing included.
+/// Returns the rate of ES256 signatures over a JWT-sized message with ring's P-256 key pair in
+/// the fixed-length (R and S) form, parsed once, as the server signs JWT-SVIDs. Only the
+/// signature is measured, not the JSON and base64url encoding around it.
 ///
 /// # Errors
 ///
-/// Fails when a key cannot be made or jsonwebtoken fails to sign.
+/// Fails when ring cannot make a key or a signature.
 pub fn es256_sign_rate(duration: Duration) -> anyhow::Result<Rate> {
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
-        .map_err(|_| anyhow!("ring failed to generate a P-256 key"))?;
-    let key = EncodingKey::from_ec_der(pkcs8.as_ref());
+    let rng = SystemRandom::new();
+    let key = p256_key(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)?;
     measure(duration, || {
-        jsonwebtoken::crypto::sign(
-            black_box(&MESSAGE[..JWT_MESSAGE_LEN]),
-            &key,
-            Algorithm::ES256,
-        )
-        .map(drop)
-        .context("jsonwebtoken failed to sign")
+        key.sign(&rng, black_box(&MESSAGE[..JWT_MESSAGE_LEN]))
+            .map(drop)
+            .map_err(|_| anyhow!("ring failed to sign"))
     })
 }
 
@@ -100,10 +95,14 @@ fn measure(
     })
 }
 
-fn p256_key(rng: &SystemRandom) -> anyhow::Result<EcdsaKeyPair> {
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, rng)
+/// Returns a new P-256 key pair that signs in the form of `algorithm`.
+fn p256_key(
+    algorithm: &'static EcdsaSigningAlgorithm,
+    rng: &SystemRandom,
+) -> anyhow::Result<EcdsaKeyPair> {
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(algorithm, rng)
         .map_err(|_| anyhow!("ring failed to generate a P-256 key"))?;
-    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), rng)
+    EcdsaKeyPair::from_pkcs8(algorithm, pkcs8.as_ref(), rng)
         .map_err(|_| anyhow!("ring rejected its own P-256 key"))
 }
 

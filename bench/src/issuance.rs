@@ -29,6 +29,7 @@ pub const GOAL_PER_SECOND: f64 = 12_000.0;
 struct Plan {
     svids: u32,
     entries: u32,
+    other_entries: u32,
     batch_size: u32,
     concurrency: u32,
     crypto_duration: Duration,
@@ -45,6 +46,8 @@ pub struct IssuanceReport {
     pub pinning: Pinning,
     /// Registration entries the requests cycle through.
     pub entries: u32,
+    /// Entries of other agents in the datastore.
+    pub other_entries: u32,
     /// CSRs per BatchNewX509SVID call.
     pub batch_size: u32,
     /// Calls in flight at once.
@@ -86,6 +89,7 @@ pub async fn run(args: &IssuanceArgs) -> anyhow::Result<()> {
     let plan = Plan {
         svids,
         entries,
+        other_entries: args.other_entries,
         batch_size: args.batch_size,
         concurrency: args.concurrency,
         crypto_duration: if args.quick {
@@ -102,6 +106,7 @@ pub async fn run(args: &IssuanceArgs) -> anyhow::Result<()> {
 
 async fn measure(binaries: Binaries, dir: &Path, plan: Plan) -> anyhow::Result<IssuanceReport> {
     let fixture = SigningFixture::start(binaries, dir, "issuance", plan.entries).await?;
+    fixture.add_other_entries(plan.other_entries).await?;
     let csrs = generate_csrs(&fixture, plan.svids)?;
     let batches = batches(&fixture, &csrs, &plan);
 
@@ -179,6 +184,7 @@ impl IssuanceReport {
             machine: Machine::detect(),
             pinning,
             entries: plan.entries,
+            other_entries: plan.other_entries,
             batch_size: plan.batch_size,
             concurrency: plan.concurrency,
             distinct_csrs,
@@ -201,6 +207,11 @@ impl fmt::Display for IssuanceReport {
             f,
             "requests:    {} entries, {} CSRs per call, {} calls in flight, {} distinct CSRs",
             self.entries, self.batch_size, self.concurrency, self.distinct_csrs
+        )?;
+        writeln!(
+            f,
+            "datastore:   {} entries of other agents",
+            self.other_entries
         )?;
         write!(f, "{}", self.throughput)?;
         writeln!(

@@ -2,9 +2,10 @@
 //! server as its datastore stores more entries and attested agents, with the server's cold start
 //! time at each size.
 
+mod agent;
+
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -18,13 +19,12 @@ use crate::deployment::Deployment;
 use crate::host::resident_memory_bytes;
 use crate::report::Machine;
 use crate::simulated_agent::AgentApi;
-use crate::workload_client::WorkloadClient;
-use crate::{load, runner, wait, workload};
+use crate::{load, runner, workload};
+
+pub use self::agent::{AgentMemory, AgentMemoryReport, AgentSeries, GOAL_BYTES_PER_SVID, Slope};
 
 /// Attestations in flight at once while the server's agents are created.
 const ATTEST_CONCURRENCY: usize = 8;
-/// Bound for the agent to sign one more X509-SVID, added up over the entries it must sign.
-const PER_SVID_TIMEOUT: Duration = Duration::from_millis(20);
 const MEBIBYTE: f64 = 1024.0 * 1024.0;
 
 /// Report of `signet-bench memory`.
@@ -35,21 +35,9 @@ pub struct MemoryReport {
     /// The host.
     pub machine: Machine,
     /// Agent resident memory by cached X509-SVIDs.
-    pub agent: Vec<AgentMemory>,
+    pub agent: AgentMemoryReport,
     /// Server resident memory and cold start by datastore size.
     pub server: Vec<ServerMemory>,
-}
-
-/// The agent with some number of cached X509-SVIDs.
-#[derive(Debug, Serialize)]
-pub struct AgentMemory {
-    /// X509-SVIDs the agent caches and served in one FetchX509SVID message.
-    pub cached_svids: u32,
-    /// VmRSS of the agent, in MiB.
-    pub rss_mib: f64,
-    /// Time from registering the entries of this step to the agent serving all of them, in
-    /// seconds.
-    pub sync_seconds: f64,
 }
 
 /// The server with some number of entries and attested agents.
@@ -82,9 +70,14 @@ pub async fn run(args: &MemoryArgs) -> anyhow::Result<()> {
     check_increasing("--agent-svids", agent_sizes.iter().copied())?;
     check_increasing("--server-entries", server_sizes.iter().map(|size| size.0))?;
     check_increasing("--server-agents", server_sizes.iter().map(|size| size.1))?;
+    let settle = if args.quick {
+        agent::Settle::AfterServed
+    } else {
+        agent::Settle::AfterCacheFile
+    };
     runner::run("memory", &args.common, |binaries, dir| async move {
-        let agent =
-            measure_agent(binaries.clone(), &dir.join("agent-growth"), &agent_sizes).await?;
+        let agent_dir = dir.join("agent-growth");
+        let agent = agent::measure(binaries.clone(), &agent_dir, &agent_sizes, settle).await?;
         let server = measure_server(binaries, &dir.join("server-growth"), &server_sizes).await?;
         Ok(MemoryReport {
             benchmark: "memory",
@@ -92,55 +85,6 @@ pub async fn run(args: &MemoryArgs) -> anyhow::Result<()> {
             agent,
             server,
         })
-    })
-    .await
-}
-
-/// Registers entries for this process until the agent caches each of `sizes` X509-SVIDs, and
-/// reads the agent's VmRSS at each size.
-async fn measure_agent(
-    binaries: Binaries,
-    dir: &Path,
-    sizes: &[u32],
-) -> anyhow::Result<Vec<AgentMemory>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    let mut deployment = Deployment::start_server(binaries, dir).await?;
-    let mut admin = AdminClient::connect(deployment.admin_socket()).await?;
-    let agent_id = deployment.start_agent().await?;
-    let client = WorkloadClient::connect(deployment.workload_socket()).await?;
-
-    let mut registered = 0;
-    let mut results = Vec::with_capacity(sizes.len());
-    for &size in sizes {
-        let started = Instant::now();
-        let spiffe_ids = (registered..size)
-            .map(|index| deployment.workload_id(&format!("cached-{index}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        admin
-            .create_entries_for(&spiffe_ids, &agent_id, &workload::own_uid_selector())
-            .await?;
-        registered = size;
-        wait_for_svids(&client, size).await?;
-        results.push(AgentMemory {
-            cached_svids: size,
-            rss_mib: resident_memory_bytes(deployment.agent_pid()?)? as f64 / MEBIBYTE,
-            sync_seconds: started.elapsed().as_secs_f64(),
-        });
-    }
-    deployment.stop().await?;
-    Ok(results)
-}
-
-/// Waits until the first FetchX509SVID message carries `count` X509-SVIDs.
-async fn wait_for_svids(client: &WorkloadClient, count: u32) -> anyhow::Result<()> {
-    let timeout = wait::START_TIMEOUT + PER_SVID_TIMEOUT * count;
-    let condition = format!("{count} X509-SVIDs on the Workload API");
-    wait::until(&condition, timeout, || async move {
-        let served = client.clone().first_x509_svids().await?;
-        if served < count as usize {
-            bail!("the agent serves {served} X509-SVIDs");
-        }
-        Ok(())
     })
     .await
 }
@@ -248,18 +192,7 @@ impl fmt::Display for MemoryReport {
         writeln!(f, "resident memory and cold start")?;
         writeln!(f, "machine: {}", self.machine)?;
         writeln!(f)?;
-        writeln!(
-            f,
-            "agent:  {:>12} {:>10} {:>10}",
-            "cached SVIDs", "RSS MiB", "sync s"
-        )?;
-        for row in &self.agent {
-            writeln!(
-                f,
-                "        {:>12} {:>10.1} {:>10.2}",
-                row.cached_svids, row.rss_mib, row.sync_seconds
-            )?;
-        }
+        write!(f, "{}", self.agent)?;
         writeln!(f)?;
         writeln!(
             f,

@@ -11,6 +11,9 @@ use crate::deployment::Deployment;
 use crate::simulated_agent::{AgentApi, SimulatedAgent};
 use crate::workload;
 
+/// Entries per agent that [`SigningFixture::add_other_entries`] registers.
+const ENTRIES_PER_OTHER_AGENT: u32 = 100;
+
 /// A running server with an attested simulated agent and its entries.
 #[derive(Debug)]
 pub struct SigningFixture {
@@ -55,6 +58,30 @@ impl SigningFixture {
             agent,
             entries: ids.into_iter().zip(spiffe_ids).collect(),
         })
+    }
+
+    /// Registers `count` entries parented to agents that never attest, 100 per
+    /// agent, so that the datastore contains entries the simulated agent is not authorized for.
+    ///
+    /// # Errors
+    ///
+    /// Fails when an entry is rejected.
+    pub async fn add_other_entries(&self, count: u32) -> anyhow::Result<()> {
+        let mut admin = AdminClient::connect(self.deployment.admin_socket()).await?;
+        let selector = workload::own_uid_selector();
+        for first in (0..count).step_by(ENTRIES_PER_OTHER_AGENT as usize) {
+            let agent = first / ENTRIES_PER_OTHER_AGENT;
+            let parent_id = self
+                .deployment
+                .workload_id(&format!("other-agent-{agent}"))?;
+            let spiffe_ids = (first..count.min(first + ENTRIES_PER_OTHER_AGENT))
+                .map(|index| self.deployment.workload_id(&format!("other-{index}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            admin
+                .create_entries_for(&spiffe_ids, &parent_id, &selector)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Returns the CPU time the server has used so far, in seconds.

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use hyper_util::rt::TokioIo;
 use signet_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
-use signet_proto::workload::{JwtsvidRequest, X509svidRequest};
+use signet_proto::workload::{JwtsvidRequest, X509svidRequest, X509svidResponse};
 use tokio::net::UnixStream;
-use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Streaming};
 
 /// Largest message accepted: the X509-SVIDs of 10,000 entries take about 15 MiB.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -52,6 +52,19 @@ impl WorkloadClient {
     ///
     /// Fails when the call fails or the stream ends without a message.
     pub async fn first_x509_svids(&mut self) -> anyhow::Result<usize> {
+        let (svids, _stream) = self.open_x509_stream().await?;
+        Ok(svids)
+    }
+
+    /// Opens a FetchX509SVID stream and returns the number of X509-SVIDs in its first message,
+    /// with the stream for the messages after it.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the call fails or the stream ends without a message.
+    pub async fn open_x509_stream(
+        &mut self,
+    ) -> anyhow::Result<(usize, Streaming<X509svidResponse>)> {
         let mut stream = self
             .inner
             .fetch_x509svid(with_header(X509svidRequest {}))
@@ -63,7 +76,7 @@ impl WorkloadClient {
             .await
             .context("FetchX509SVID stream failed")?
         {
-            Some(response) => Ok(response.svids.len()),
+            Some(response) => Ok((response.svids.len(), stream)),
             None => bail!("the agent closed the FetchX509SVID stream without a message"),
         }
     }

@@ -49,14 +49,34 @@ fn quick_jwt_signing_prints_sane_json() {
 fn quick_workload_api_prints_sane_json() {
     let report = run_quick("workload-api").unwrap();
 
-    assert_eq!(report["benchmark"], "workload-api");
-    let levels = report["levels"].as_array().unwrap();
-    let connections: Vec<_> = levels.iter().map(|level| &level["connections"]).collect();
-    assert_eq!(connections, [1, 10, 50]);
-    for level in levels {
-        assert!(level["calls"].as_u64().unwrap() >= 100);
-        check_ordered(&level["x509_first_message_ms"]).unwrap();
-        check_ordered(&level["jwt_cached_ms"]).unwrap();
+    assert_eq!(report["mode"], "steady");
+    check_workload_api(&report).unwrap();
+    for level in report["levels"].as_array().unwrap() {
+        assert_eq!(level["held_streams"], level["connections"], "{level}");
+        for kind in ["x509_first_message", "jwt_cached"] {
+            let series = &level[kind];
+            assert_eq!(series["offered_per_second"], 500.0, "{kind} in {level}");
+            check_ordered(&series["send_lag_ms"]).unwrap();
+        }
+    }
+}
+
+#[test]
+fn quick_workload_api_burst_prints_sane_json() {
+    let report = run_quick_with("workload-api", &["--mode", "burst"]).unwrap();
+
+    assert_eq!(report["mode"], "burst");
+    assert!(report["goal_met"].is_null());
+    check_workload_api(&report).unwrap();
+    for level in report["levels"].as_array().unwrap() {
+        assert_eq!(level["held_streams"], 0, "{level}");
+        for kind in ["x509_first_message", "jwt_cached"] {
+            assert!(
+                level[kind]["offered_per_second"].is_null(),
+                "{kind} in {level}"
+            );
+            assert!(level[kind]["send_lag_ms"].is_null(), "{kind} in {level}");
+        }
     }
 }
 
@@ -65,12 +85,10 @@ fn quick_memory_prints_sane_json() {
     let report = run_quick("memory").unwrap();
 
     assert_eq!(report["benchmark"], "memory");
-    let agent = report["agent"].as_array().unwrap();
-    let cached: Vec<_> = agent.iter().map(|row| &row["cached_svids"]).collect();
-    assert_eq!(cached, [10, 20, 40]);
-    for row in agent {
-        assert!(number(row, "rss_mib").unwrap() > 1.0);
+    for layout in ["spread", "one_stream"] {
+        check_agent_series(&report["agent"][layout]).unwrap();
     }
+    assert!(report["agent"]["goal_met"].is_boolean());
 
     let server = report["server"].as_array().unwrap();
     let sizes: Vec<_> = server
@@ -91,9 +109,43 @@ fn quick_memory_prints_sane_json() {
     }
 }
 
+/// Checks one agent layout: a row per quick size and a slope between each pair of rows.
+fn check_agent_series(series: &Value) -> anyhow::Result<()> {
+    let rows = series["rows"].as_array().context("rows is not an array")?;
+    let cached: Vec<_> = rows.iter().map(|row| &row["cached_svids"]).collect();
+    if cached != [10, 20, 40] {
+        bail!("cached_svids {cached:?}, expected [10, 20, 40]");
+    }
+    for row in rows {
+        if number(row, "rss_mib")? <= 1.0 {
+            bail!("implausible rss_mib in {row}");
+        }
+    }
+
+    let slopes = series["slopes"]
+        .as_array()
+        .context("slopes is not an array")?;
+    let steps: Vec<_> = slopes
+        .iter()
+        .map(|slope| (slope["from_svids"].as_u64(), slope["to_svids"].as_u64()))
+        .collect();
+    if steps != [(Some(10), Some(20)), (Some(20), Some(40))] {
+        bail!("slope steps {steps:?}, expected 10 to 20 and 20 to 40");
+    }
+    for slope in slopes {
+        number(slope, "bytes_per_svid")?;
+    }
+    Ok(())
+}
+
 fn run_quick(benchmark: &str) -> anyhow::Result<Value> {
+    run_quick_with(benchmark, &[])
+}
+
+fn run_quick_with(benchmark: &str, options: &[&str]) -> anyhow::Result<Value> {
     let output = Command::new(env!("CARGO_BIN_EXE_signet-bench"))
         .args([benchmark, "--quick", "--output", "json"])
+        .args(options)
         .output()
         .context("failed to start signet-bench")?;
     if !output.status.success() {
@@ -184,6 +236,38 @@ fn check_ratio(report: &Value, key: &str) -> anyhow::Result<()> {
     let ratio = number(report, key)?;
     if !(ratio > 0.0 && ratio.is_finite()) {
         bail!("{key} {ratio} is not a positive ratio");
+    }
+    Ok(())
+}
+
+/// Checks the parts of a `workload-api --quick` report that both modes share.
+fn check_workload_api(report: &Value) -> anyhow::Result<()> {
+    if report["benchmark"] != "workload-api" {
+        bail!("benchmark {}, expected workload-api", report["benchmark"]);
+    }
+    let levels = report["levels"]
+        .as_array()
+        .context("levels is not an array")?;
+    let connections: Vec<_> = levels.iter().map(|level| &level["connections"]).collect();
+    if connections != [1, 10, 50] {
+        bail!("connections {connections:?}, expected [1, 10, 50]");
+    }
+    for level in levels {
+        for kind in ["x509_first_message", "jwt_cached"] {
+            let series = &level[kind];
+            if series["calls"].as_u64().unwrap_or(0) < 100 {
+                bail!("{kind}: fewer than 100 calls in {level}");
+            }
+            check_ordered(&series["latency_ms"])?;
+            let rate = number(series, "achieved_per_second")?;
+            if !(rate > 0.0 && rate.is_finite()) {
+                bail!("{kind}.achieved_per_second {rate} is not a positive rate in {level}");
+            }
+            let cpu = number(series, "agent_cpu_us_per_call")?;
+            if !(cpu >= 0.0 && cpu.is_finite()) {
+                bail!("{kind}.agent_cpu_us_per_call {cpu} is not a CPU time in {level}");
+            }
+        }
     }
     Ok(())
 }
