@@ -25,6 +25,9 @@ ENV SIGNET_AGENT_ADMIN_SOCKET=/run/signet-agent/private/admin.sock
 # Where `healthcheck`, `api` and workloads that use this image find the Workload API: the
 # socket_path of deploy/agent.toml. The Kubernetes DaemonSet sets its own path.
 ENV SPIFFE_ENDPOINT_SOCKET=unix:///run/signet-agent/public/api.sock
+# Keep glibc malloc from holding the large buffers of each entry sync after they are freed
+# (docs/benchmarks.md, "Memory and cold start").
+ENV MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072
 # Runs as a non-root user by default. The Kubernetes DaemonSet overrides it with root and only
 # CAP_SYS_PTRACE: the unix workload attestor needs that capability for other users'
 # /proc/<pid>/exe, and Kubernetes sets no ambient capabilities, so a non-root process cannot
