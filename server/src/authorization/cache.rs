@@ -73,25 +73,22 @@ impl EntryCache {
             .cloned()
     }
 
-    /// Builds the snapshot of `entries`, read at `generation`, and caches it unless the cache
-    /// already holds a later generation. Returns the new snapshot either way.
+    /// Builds the snapshot of `entries`, read at `generation`, caches it in place of a snapshot of
+    /// any other generation, and returns it.
     ///
     /// The entries must have been read after the generation, so that they contain at least every
     /// write it counts. A later write read along with them is harmless: it bumped the generation,
-    /// so no request asks for this snapshot again.
+    /// so no request asks for this snapshot again. A generation lower than the cached one (a
+    /// restored database) replaces it too, so that the older snapshot cannot be served if the
+    /// generation ever reaches its number again. Two requests racing with different generations
+    /// cost at most one more read of the entries.
     pub fn insert(
         &self,
         generation: EntriesGeneration,
         entries: Vec<RegistrationEntry>,
     ) -> Arc<EntrySnapshot> {
         let snapshot = Arc::new(EntrySnapshot::new(generation, entries));
-        let mut latest = lock(&self.latest);
-        if latest
-            .as_ref()
-            .is_none_or(|cached| cached.generation < generation)
-        {
-            *latest = Some(snapshot.clone());
-        }
+        *lock(&self.latest) = Some(snapshot.clone());
         snapshot
     }
 }

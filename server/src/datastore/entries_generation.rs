@@ -1,6 +1,8 @@
 //! The entries generation in the `entries_state` table: a datastore-wide counter that every write
 //! of registration entries bumps in its own transaction.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use sqlx::AnyConnection;
 
 use super::rows::column;
@@ -43,19 +45,36 @@ impl Datastore {
 /// Bumps the entries generation. Call it inside the transaction that writes the entries, so that
 /// the write and the bump commit together.
 ///
+/// The new generation is at least the current time in microseconds. A generation that was reset
+/// (a recreated row, a database restored from a backup) therefore jumps past every value a server
+/// may still have cached at its next write, instead of counting up to one of them again.
+///
 /// A missing `entries_state` row is an error rather than a bump of nothing, because caches would
 /// then keep entries that this write changed.
 pub(super) async fn bump_entries_generation(
     connection: &mut AnyConnection,
 ) -> Result<(), DatastoreError> {
-    let updated = sqlx::query("UPDATE entries_state SET generation = generation + 1 WHERE id = 1")
-        .execute(connection)
-        .await?
-        .rows_affected();
+    let updated = sqlx::query(
+        "UPDATE entries_state SET generation = \
+         CASE WHEN generation + 1 > $1 THEN generation + 1 ELSE $1 END WHERE id = 1",
+    )
+    .bind(unix_now_micros())
+    .execute(connection)
+    .await?
+    .rows_affected();
     if updated != 1 {
         return Err(missing_row());
     }
     Ok(())
+}
+
+/// Returns the current Unix time in microseconds, or 0 for a clock before 1970.
+fn unix_now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+        })
 }
 
 fn missing_row() -> DatastoreError {

@@ -103,3 +103,28 @@ async fn silent_postgres_server_times_out() {
     assert!(error.to_string().contains("timed out"), "{error}");
     server.abort();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn reset_entries_generation_jumps_past_earlier_values() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let url = format!("sqlite://{}/datastore.sqlite3", dir.path().display());
+    let store = Datastore::open(&url).await.unwrap();
+    let mut connection = store.pool.acquire().await.unwrap();
+    entries_generation::bump_entries_generation(&mut connection)
+        .await
+        .unwrap();
+    let before_reset = store.entries_generation().await.unwrap();
+
+    // A restored backup or a recreated row brings the generation back to an earlier value.
+    sqlx::query("UPDATE entries_state SET generation = 0 WHERE id = 1")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    entries_generation::bump_entries_generation(&mut connection)
+        .await
+        .unwrap();
+
+    assert!(store.entries_generation().await.unwrap() > before_reset);
+    drop(connection);
+    store.close().await;
+}

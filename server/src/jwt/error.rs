@@ -66,7 +66,8 @@ pub enum JwtError {
         reason: String,
     },
 
-    /// Signing the token failed inside ring, whose error carries no detail.
+    /// Encoding the claims or signing the token failed. Neither serde_json's nor ring's error
+    /// adds detail worth reporting here.
     #[error("failed to sign a JWT-SVID with key {key_id}")]
     Signing {
         /// The key's `kid`.

@@ -109,15 +109,12 @@ impl JwtSigner {
             iat: unix_seconds(issued_at),
             iss: self.issuer.clone(),
         };
-        // serde_json fails only on non-string map keys or failing Serialize impls, and the claims
-        // have neither.
-        let claims_json = serde_json::to_vec(&claims).unwrap_or_default();
-        let token =
-            jws::encode(&self.encoded_header, &claims_json, self.key.jws_key()).map_err(|_| {
-                JwtError::Signing {
-                    key_id: self.key.key_id().to_owned(),
-                }
-            })?;
+        let signing_failed = || JwtError::Signing {
+            key_id: self.key.key_id().to_owned(),
+        };
+        let claims_json = serde_json::to_vec(&claims).map_err(|_| signing_failed())?;
+        let token = jws::encode(&self.encoded_header, &claims_json, self.key.jws_key())
+            .map_err(|_| signing_failed())?;
 
         Ok(SignedJwtSvid {
             token,

@@ -187,7 +187,7 @@ async fn unchanged_generation_reuses_snapshot() {
 }
 
 #[test]
-fn older_snapshot_does_not_replace_newer() {
+fn lower_generation_replaces_cached_snapshot() {
     let cache = EntryCache::default();
     let older = EntriesGeneration::from_number(1);
     let newer = EntriesGeneration::from_number(2);
@@ -195,8 +195,8 @@ fn older_snapshot_does_not_replace_newer() {
     cache.insert(newer, Vec::new());
     cache.insert(older, Vec::new());
 
-    assert!(cache.snapshot(newer).is_some());
-    assert!(cache.snapshot(older).is_none());
+    assert!(cache.snapshot(older).is_some());
+    assert!(cache.snapshot(newer).is_none());
 }
 
 #[test]
