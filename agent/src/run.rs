@@ -23,6 +23,7 @@ use crate::node::{DataDirLock, Node, Rejection};
 use crate::persist::WorkloadStore;
 use crate::sync;
 use crate::workload_api::WorkloadApiListener;
+use crate::workload_attestor;
 
 /// Runs the agent until `shutdown` completes or its SVID expires without renewal.
 ///
@@ -33,7 +34,7 @@ use crate::workload_api::WorkloadApiListener;
 ///
 /// # Errors
 ///
-/// A data directory in use by another agent. A Workload API or admin socket that is in use or
+/// A `/proc` of another PID namespace. A data directory in use by another agent. A Workload API or admin socket that is in use or
 /// in a directory other users can write to, checked before node attestation. Node attestation
 /// failures, a Workload API socket that cannot be served, an agent SVID that expired because the
 /// server could not renew it, and an agent the server banned or has no record of.
@@ -43,6 +44,7 @@ use crate::workload_api::WorkloadApiListener;
 /// Not cancel safe: complete `shutdown` instead, so open Workload API streams end cleanly and
 /// the socket file is removed.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    workload_attestor::check_proc_namespace()?;
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     if !config.persist_workload_svids {
         remove_stored_svids(&config)?;

@@ -14,7 +14,7 @@ mod procfs;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -102,6 +102,40 @@ pub enum AttestationError {
     /// An attested value did not form a valid selector.
     #[error(transparent)]
     Selector(#[from] SelectorError),
+    /// `/proc` belongs to another PID namespace than the agent's.
+    #[error(
+        "/proc/self names PID {proc_self} but the agent's PID is {pid}: /proc belongs to another \
+         PID namespace, so /proc/<pid> would describe other processes than the callers; mount \
+         the /proc of the agent's own PID namespace"
+    )]
+    ForeignProcNamespace {
+        /// The target of the `/proc/self` link.
+        proc_self: String,
+        /// The agent's PID in its own namespace.
+        pid: u32,
+    },
+}
+
+/// Checks that `/proc` shows the agent's own PID namespace, as workload attestation requires:
+/// it reads `/proc/<pid>` for the PID that the kernel reports in the agent's namespace.
+///
+/// # Errors
+///
+/// [`AttestationError::ForeignProcNamespace`] when `/proc/self` names another PID, and a read
+/// error when `/proc/self` cannot be read.
+pub fn check_proc_namespace() -> Result<(), AttestationError> {
+    let link = Path::new("/proc/self");
+    let target = fs::read_link(link).map_err(|source| AttestationError::ReadProcFile {
+        path: link.to_path_buf(),
+        source,
+    })?;
+    let proc_self = target.to_string_lossy().into_owned();
+    let pid = std::process::id();
+    if proc_self == pid.to_string() {
+        Ok(())
+    } else {
+        Err(AttestationError::ForeignProcNamespace { proc_self, pid })
+    }
 }
 
 /// Tells whether the PID still refers to the connecting process.

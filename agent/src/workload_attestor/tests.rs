@@ -217,3 +217,8 @@ fn connect_and_exit() {
         io::Read::read_to_end(&mut stream, &mut received).unwrap();
     }
 }
+
+#[test]
+fn proc_shows_agent_namespace() {
+    check_proc_namespace().unwrap();
+}
