@@ -138,11 +138,13 @@ async fn x509_ca_rotation_keeps_mtls_traffic_working() {
     );
     assert!(
         report.failures.is_empty(),
-        "{} of {} exchanges failed: {:?}\nserver side: {:?}",
+        "{} of {} exchanges failed: {:?}\nserver side: {:?}\nwarnings and errors of the server \
+         and the agent:\n{}",
         report.failures.len(),
         report.failures.len() + report.exchanges,
         report.failures,
-        tls_server.failures()
+        tls_server.failures(),
+        warnings_and_errors(&deployment.logs())
     );
     assert!(
         report.exchanges >= MIN_EXCHANGES,
@@ -381,6 +383,16 @@ async fn check_peer_authorization(
         "a client that accepts only {client_id} accepted the server {server_id}"
     );
     Ok(())
+}
+
+/// Returns the lines of `logs` at warn or error level, so that a failed exchange can be matched
+/// with what the server and the agent reported at the time.
+fn warnings_and_errors(logs: &str) -> String {
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .collect();
+    lines.join("\n")
 }
 
 /// Waits until FetchJWTBundles contains every key in `kids` and returns the bundles.
