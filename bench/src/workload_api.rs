@@ -126,7 +126,7 @@ pub async fn run(args: &WorkloadApiArgs) -> anyhow::Result<()> {
     .await
 }
 
-/// What one run measures.
+/// The measurements of one run.
 struct Plan {
     mode: WorkloadApiMode,
     levels: Vec<u32>,

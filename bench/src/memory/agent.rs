@@ -208,7 +208,7 @@ async fn wait_for_saved(path: &Path, spiffe_id: &SpiffeId, cached: u32) -> anyho
     .await
 }
 
-/// Checks through the agent's debug API that the agent holds an X509-SVID for each of the
+/// Checks through the agent's debug API that the agent has an X509-SVID for each of the
 /// `expected` entries.
 async fn check_cached(deployment: &Deployment, expected: u32) -> anyhow::Result<()> {
     let socket = deployment
@@ -234,7 +234,8 @@ async fn check_cached(deployment: &Deployment, expected: u32) -> anyhow::Result<
         .count();
     if cached != expected as usize {
         bail!(
-            "the agent holds X509-SVIDs for {cached} of {} entries, expected {expected}",
+            "the agent has X509-SVIDs for {cached} of {} entries, expected {expected}: \
+             read the agent log in the kept directory",
             response.entries.len()
         );
     }

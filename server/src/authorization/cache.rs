@@ -78,7 +78,7 @@ impl EntryCache {
     ///
     /// The entries must have been read after the generation, so that they contain at least every
     /// write it counts. A later write read along with them is harmless: it bumped the generation,
-    /// so no request asks for this snapshot again. A generation lower than the cached one (a
+    /// so no request looks up this snapshot again. A generation lower than the cached one (a
     /// restored database) replaces it too, so that the older snapshot cannot be served if the
     /// generation ever reaches its number again. Two requests racing with different generations
     /// cost at most one more read of the entries.

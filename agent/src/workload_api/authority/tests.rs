@@ -595,7 +595,7 @@ async fn valid_authority_blocks_forwarded_byte_for_byte() {
 #[tokio::test]
 async fn blocks_after_first_replacement_encoded_again() {
     // The client's encoder indexes fields of every block, so the third block refers to entries
-    // that the second block, which h2 sees encoded again, added to the client's table.
+    // that the second block, which h2 receives encoded again, added to the client's table.
     let mut encoder = Encoder::new();
     let valid = grpc_request("localhost");
     let first = encode(&mut encoder, &valid);
