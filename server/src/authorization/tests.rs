@@ -2,12 +2,12 @@
 
 use super::*;
 
-const NOW: i64 = 1_700_000_000;
-const AGENT: &str = "spiffe://example.org/spire/agent/join_token/abc";
-const SERVER: &str = "spiffe://example.org/spire/server";
+pub(super) const NOW: i64 = 1_700_000_000;
+pub(super) const AGENT: &str = "spiffe://example.org/spire/agent/join_token/abc";
+pub(super) const SERVER: &str = "spiffe://example.org/spire/server";
 
 /// Builds an entry whose ID is its name, with the given SPIFFE ID, parent, selectors and expiry.
-fn entry(
+pub(super) fn entry(
     name: &str,
     spiffe_id: &str,
     parent_id: &str,

@@ -6,40 +6,9 @@ use spiffe::SpiffeId;
 use tempfile::TempDir;
 
 use super::*;
+use crate::authorization::tests::{AGENT, NOW, SERVER, entry};
 use crate::datastore::{ApplyMode, Datastore};
 use crate::model::{EntryOwner, RegistrationEntry};
-
-const NOW: i64 = 1_700_000_000;
-const AGENT: &str = "spiffe://example.org/spire/agent/join_token/abc";
-const SERVER: &str = "spiffe://example.org/spire/server";
-
-/// Builds an entry with the given SPIFFE ID, parent, selectors and expiry, and an empty ID that
-/// the datastore replaces (or `id` itself when the entry is not stored).
-fn entry(
-    id: &str,
-    spiffe_id: &str,
-    parent_id: &str,
-    selectors: &[&str],
-    expires_at: i64,
-) -> RegistrationEntry {
-    RegistrationEntry {
-        id: id.to_owned(),
-        spiffe_id: SpiffeId::new(spiffe_id).unwrap().into(),
-        parent_id: SpiffeId::new(parent_id).unwrap(),
-        selectors: selectors.iter().map(|s| selector(s)).collect(),
-        x509_svid_ttl: 0,
-        jwt_svid_ttl: 0,
-        federates_with: Vec::new(),
-        admin: false,
-        downstream: false,
-        expires_at,
-        dns_names: Vec::new(),
-        revision_number: 0,
-        store_svid: false,
-        hint: String::new(),
-        created_at: 0,
-    }
-}
 
 fn selector(text: &str) -> Selector {
     Selector::parse(text).unwrap()
